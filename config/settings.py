@@ -1,0 +1,338 @@
+"""Chipmunk settings: one file, every knob from the environment.
+
+Defaults run the embedded mode (SQLite, local disk, database search, in-memory channel
+layer). Invalid values stop start-up with ImproperlyConfigured naming the variable.
+.env.example lists every variable read here.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+from pathlib import Path
+
+import dj_database_url
+from botocore.config import Config as _BotoConfig
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+_SIZE_UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
+               "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
+
+
+def env_str(name: str, default: str = "") -> str:
+    return os.environ.get(name, default)
+
+
+def env_bool(name: str, default: bool = False) -> bool:
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    value = raw.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise ImproperlyConfigured(f"{name} must be a boolean (true/false), got {raw!r}")
+
+
+def env_int(name: str, default: int, *, minimum: int | None = None) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be an integer, got {raw!r}") from None
+    if minimum is not None and value < minimum:
+        raise ImproperlyConfigured(f"{name} must be at least {minimum}, got {value}")
+    return value
+
+
+def parse_size(text: str) -> int:
+    """Parse '500MB', '10GB', '1.5GiB' or a plain byte count; ValueError when unreadable."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?I?B?)\s*", text.upper())
+    if not match or match.group(2) not in _SIZE_UNITS:
+        raise ValueError(f"not a size: {text!r} (use e.g. 500MB, 10GB, 2GiB)")
+    return int(float(match.group(1)) * _SIZE_UNITS[match.group(2)])
+
+
+def env_bytes(name: str, default: str) -> int:
+    raw = os.environ.get(name) or default
+    try:
+        return parse_size(raw)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be a size like 500MB or 10GB, got {raw!r}") from None
+
+
+def env_choice(name: str, default: str, choices: tuple[str, ...]) -> str:
+    value = os.environ.get(name, default).strip().lower() or default
+    if value not in choices:
+        raise ImproperlyConfigured(f"{name} must be one of {', '.join(choices)}; got {value!r}")
+    return value
+
+
+# --- Paths -------------------------------------------------------------------------------
+DATA_DIR = Path(env_str("CHIPMUNK_DATA_DIR", str(BASE_DIR / "data"))).resolve()
+DATA_DIR.mkdir(parents=True, exist_ok=True)
+
+
+def _secret_key() -> str:
+    # Embedded mode keeps a generated key in the data dir so sessions survive restarts.
+    configured = env_str("SECRET_KEY")
+    if configured:
+        return configured
+    path = DATA_DIR / "secret_key"
+    if not path.exists():
+        path.write_text(secrets.token_urlsafe(50))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+SECRET_KEY = _secret_key()
+DEBUG = env_bool("DEBUG", False)
+ALLOWED_HOSTS = [h.strip() for h in env_str("ALLOWED_HOSTS", "127.0.0.1,localhost,[::1]").split(",") if h.strip()]
+CSRF_TRUSTED_ORIGINS = [o.strip() for o in env_str("CSRF_TRUSTED_ORIGINS").split(",") if o.strip()]
+BIND_ADDRESS = env_str("BIND_ADDRESS", "127.0.0.1")
+PORT = env_int("PORT", 8000, minimum=1)
+WEB_WORKERS = env_int("WEB_WORKERS", 1, minimum=1)
+FORWARDED_ALLOW_IPS = env_str("FORWARDED_ALLOW_IPS", "127.0.0.1")
+if PORT > 65535:
+    raise ImproperlyConfigured(f"PORT must be at most 65535, got {PORT}")
+
+# --- Apps --------------------------------------------------------------------------------
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "channels",
+    "gallery",
+    "media_api",
+    "search",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "config.urls"
+WSGI_APPLICATION = "config.wsgi.application"
+ASGI_APPLICATION = "config.asgi.application"
+AUTH_USER_MODEL = "gallery.User"
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "gallery:timeline"
+LOGOUT_REDIRECT_URL = "login"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Database ----------------------------------------------------------------------------
+_database_url = env_str("DATABASE_URL") or f"sqlite:///{DATA_DIR / 'chipmunk.sqlite3'}"
+try:
+    DATABASES = {"default": dj_database_url.parse(_database_url, conn_max_age=60)}
+except Exception as exc:  # dj-database-url raises several types for a bad URL
+    raise ImproperlyConfigured(f"DATABASE_URL is not a valid database URL: {exc}") from None
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # WAL lets the worker write while web requests read; busy timeout rides out short locks.
+    DATABASES["default"]["OPTIONS"] = {
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        "timeout": 20,
+        "transaction_mode": "IMMEDIATE",
+    }
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Redis and channels ------------------------------------------------------------------
+REDIS_URL = env_str("REDIS_URL")
+if REDIS_URL:
+    CHANNEL_LAYERS = {
+        "default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": [REDIS_URL]}}
+    }
+else:
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+
+# --- Storage -----------------------------------------------------------------------------
+STORAGE_BACKEND = env_choice("STORAGE_BACKEND", "local", ("local", "s3"))
+MEDIA_ROOT = DATA_DIR / "media"
+S3_ENDPOINT_URL = env_str("S3_ENDPOINT_URL")
+S3_BUCKET = env_str("S3_BUCKET", "chipmunk")
+S3_REGION = env_str("S3_REGION", "us-east-1")
+S3_ACCESS_KEY_ID = env_str("S3_ACCESS_KEY_ID")
+S3_SECRET_ACCESS_KEY = env_str("S3_SECRET_ACCESS_KEY")
+
+
+def s3_storage_config(*, bucket: str, endpoint_url: str, region: str, access_key: str, secret_key: str) -> dict:
+    """The STORAGES entry for an S3/MinIO bucket (tests build theirs with it too)."""
+    return {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {
+            "bucket_name": bucket,
+            "endpoint_url": endpoint_url or None,
+            "region_name": region,
+            "access_key": access_key,
+            "secret_key": secret_key,
+            # MinIO wants path-style addressing and SigV4.
+            "addressing_style": "path",
+            "signature_version": "s3v4",
+            "file_overwrite": True,
+            "default_acl": None,
+            "querystring_auth": True,
+            # Fail fast when the object store is down instead of retrying for a minute.
+            "client_config": _BotoConfig(connect_timeout=5, read_timeout=60,
+                                         retries={"max_attempts": 3, "mode": "standard"},
+                                         s3={"addressing_style": "path"}, signature_version="s3v4"),
+        },
+    }
+
+
+def local_storage_config(location: Path | str) -> dict:
+    return {
+        "BACKEND": "django.core.files.storage.FileSystemStorage",
+        "OPTIONS": {"location": str(location), "base_url": None, "directory_permissions_mode": 0o750,
+                    "file_permissions_mode": 0o640},
+    }
+
+
+if STORAGE_BACKEND == "s3":
+    for _name in ("S3_ACCESS_KEY_ID", "S3_SECRET_ACCESS_KEY", "S3_BUCKET"):
+        if not globals()[_name]:
+            raise ImproperlyConfigured(f"{_name} is required when STORAGE_BACKEND=s3")
+    _media_storage = s3_storage_config(bucket=S3_BUCKET, endpoint_url=S3_ENDPOINT_URL, region=S3_REGION,
+                                       access_key=S3_ACCESS_KEY_ID, secret_key=S3_SECRET_ACCESS_KEY)
+else:
+    _media_storage = local_storage_config(MEDIA_ROOT)
+
+STORAGES = {
+    "default": _media_storage,
+    "media": _media_storage,
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+}
+
+STATIC_URL = "static/"
+STATIC_ROOT = Path(env_str("STATIC_ROOT", str(DATA_DIR / "static")))
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)
+STATICFILES_DIRS = [BASE_DIR / "static"]
+
+# --- Uploads and quotas ------------------------------------------------------------------
+DEFAULT_QUOTA_BYTES = env_bytes("DEFAULT_QUOTA", "10GB")
+# Request bodies bigger than this go to a temporary file instead of memory.
+FILE_UPLOAD_MAX_MEMORY_SIZE = env_bytes("FILE_UPLOAD_MAX_MEMORY_SIZE", "4MiB")
+DATA_UPLOAD_MAX_MEMORY_SIZE = FILE_UPLOAD_MAX_MEMORY_SIZE
+FILE_UPLOAD_TEMP_DIR = str(DATA_DIR / "tmp")
+Path(FILE_UPLOAD_TEMP_DIR).mkdir(parents=True, exist_ok=True)
+
+# --- Background jobs ---------------------------------------------------------------------
+# "inline" runs jobs in the caller after commit (tests); "queue" stores them for the worker.
+JOBS_MODE = env_choice("JOBS_MODE", "queue", ("queue", "inline"))
+WORKER_CONCURRENCY = env_int("WORKER_CONCURRENCY", 2, minimum=1)
+JOB_LEASE_SECONDS = env_int("JOB_LEASE_SECONDS", 300, minimum=5)
+JOB_MAX_ATTEMPTS = env_int("JOB_MAX_ATTEMPTS", 3, minimum=1)
+JOB_RETRY_BASE_SECONDS = env_int("JOB_RETRY_BASE_SECONDS", 10, minimum=0)
+# `run` starts the worker in the same process group unless told not to (compose runs it apart).
+RUN_WORKER = env_bool("RUN_WORKER", True)
+
+# --- Processing --------------------------------------------------------------------------
+MAX_IMAGE_PIXELS = env_int("MAX_IMAGE_PIXELS", 100_000_000, minimum=1)
+# Make a VP9/Opus webm for videos browsers cannot play (avi, hevc, ...): CPU-heavy, off by default.
+VIDEO_TRANSCODE = env_bool("VIDEO_TRANSCODE", False)
+
+# --- Search ------------------------------------------------------------------------------
+SEARCH_BACKEND = env_choice("SEARCH_BACKEND", "db", ("db", "meilisearch"))
+MEILISEARCH_URL = env_str("MEILISEARCH_URL")
+MEILISEARCH_API_KEY = env_str("MEILISEARCH_API_KEY")
+if SEARCH_BACKEND == "meilisearch" and not MEILISEARCH_URL:
+    raise ImproperlyConfigured("MEILISEARCH_URL is required when SEARCH_BACKEND=meilisearch")
+
+# --- Login -------------------------------------------------------------------------------
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 8}},
+]
+PASSWORD_HASHERS = [
+    "django.contrib.auth.hashers.Argon2PasswordHasher",
+    "django.contrib.auth.hashers.PBKDF2PasswordHasher",
+]
+# OIDC (Keycloak in compose); read here so compose and settings agree, used by the login issue.
+OIDC_RP_CLIENT_ID = env_str("OIDC_RP_CLIENT_ID")
+OIDC_RP_CLIENT_SECRET = env_str("OIDC_RP_CLIENT_SECRET")
+OIDC_OP_DISCOVERY_URL = env_str("OIDC_OP_DISCOVERY_URL")
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "media_api.auth.ApiKeyAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["media_api.auth.HasScope"],
+    "EXCEPTION_HANDLER": "media_api.errors.exception_handler",
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+}
+
+# --- i18n --------------------------------------------------------------------------------
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "root": {"handlers": ["console"], "level": env_choice("LOG_LEVEL", "info", ("debug", "info", "warning", "error")).upper()},
+}
+
+# --- Media delivery (gallery.delivery, gallery.blobcache) --------------------------------
+# stream: Django sends the bytes itself (embedded mode); x-accel: Django authorises and nginx
+# sends the file from its internal location; redirect: 302 to a presigned S3 URL.
+DELIVERY_MODE = env_choice("DELIVERY_MODE", "stream", ("stream", "x-accel", "redirect"))
+DELIVERY_ACCEL_PREFIX = env_str("DELIVERY_ACCEL_PREFIX", "/_protected/")
+if not (DELIVERY_ACCEL_PREFIX.startswith("/") and DELIVERY_ACCEL_PREFIX.endswith("/")):
+    raise ImproperlyConfigured(f"DELIVERY_ACCEL_PREFIX must start and end with '/', got {DELIVERY_ACCEL_PREFIX!r}")
+DELIVERY_PRESIGN_SECONDS = env_int("DELIVERY_PRESIGN_SECONDS", 300, minimum=1)
+if DELIVERY_MODE == "redirect" and STORAGE_BACKEND != "s3":
+    raise ImproperlyConfigured("DELIVERY_MODE=redirect needs STORAGE_BACKEND=s3: local files have no presigned URLs")
+
+
+def env_fraction(name: str, default: str) -> float:
+    """A share like 0.25 or 25%, above 0 and at most 1."""
+    raw = (os.environ.get(name) or default).strip()
+    try:
+        value = float(raw[:-1]) / 100 if raw.endswith("%") else float(raw)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be a fraction like 0.25 or 25%, got {raw!r}") from None
+    if not 0 < value <= 1:
+        raise ImproperlyConfigured(f"{name} must be above 0 and at most 1 (or 100%), got {raw!r}")
+    return value
+
+
+# Read-through disk cache of S3 blocks for stream mode; 0 disables it. One owner may fill
+# at most BLOB_CACHE_USER_SHARE of it before evicting their own blocks.
+BLOB_CACHE_BYTES = env_bytes("BLOB_CACHE_BYTES", "2GB")
+BLOB_CACHE_USER_SHARE = env_fraction("BLOB_CACHE_USER_SHARE", "50%")
+BLOB_CACHE_DIR = DATA_DIR / "cache"

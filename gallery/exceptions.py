@@ -1,0 +1,49 @@
+"""Domain exceptions raised by services; media_api.errors maps them to HTTP responses.
+
+Each carries a stable machine-readable `code`, an HTTP `status` and optional extra fields
+that end up in the JSON body next to "error" and "detail".
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class ChipmunkError(Exception):
+    code = "error"
+    status = 400
+
+    def __init__(self, detail: str, **extra: Any) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.extra = extra
+
+
+class NotFound(ChipmunkError):
+    code = "not_found"
+    status = 404
+
+
+class QuotaExceeded(ChipmunkError):
+    code = "quota_exceeded"
+    status = 413
+
+
+class InvalidInput(ChipmunkError):
+    code = "invalid"
+    status = 400
+
+
+class Conflict(ChipmunkError):
+    code = "conflict"
+    status = 409
+
+
+class ProtectedAlbum(ChipmunkError):
+    code = "protected_album"
+    status = 409
+
+
+class StorageUnavailable(ChipmunkError):
+    code = "storage_unavailable"
+    status = 503

@@ -1,0 +1,274 @@
+"""The gallery's data: users with quotas, media and their variants, albums, tags, API keys, jobs.
+
+Fields, constraints and cheap properties only; writes go through gallery.services.
+"""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractUser, UserManager
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+
+def _default_quota() -> int:
+    return settings.DEFAULT_QUOTA_BYTES
+
+
+def new_media_token() -> str:
+    # 128 random bits, URL-safe: the unguessable part of every delivery URL.
+    return secrets.token_urlsafe(16)
+
+
+class ChipmunkUserManager(UserManager):
+    """Users created from code (createsuperuser, tests) get their Favourites album too."""
+
+    def _create_user(self, username, email, password, **extra_fields):
+        from gallery.services import user_init
+
+        user = super()._create_user(username, email, password, **extra_fields)
+        user_init(user=user)
+        return user
+
+
+class User(AbstractUser):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    quota_bytes = models.BigIntegerField(default=_default_quota)
+    used_bytes = models.BigIntegerField(default=0, editable=False)
+    reserved_bytes = models.BigIntegerField(default=0, editable=False)
+    time_zone = models.CharField(max_length=64, default="UTC")
+
+    objects = ChipmunkUserManager()
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=Q(used_bytes__gte=0), name="user_used_bytes_non_negative"),
+            models.CheckConstraint(condition=Q(reserved_bytes__gte=0), name="user_reserved_bytes_non_negative"),
+        ]
+
+    @property
+    def free_bytes(self) -> int:
+        return max(0, self.quota_bytes - self.used_bytes - self.reserved_bytes)
+
+
+class MediaQuerySet(models.QuerySet):
+    def owned_by(self, user) -> MediaQuerySet:
+        if not getattr(user, "is_authenticated", False):
+            return self.none()
+        return self.filter(owner=user)
+
+    def visible_to(self, user) -> MediaQuerySet:
+        """What a user may see in the library: their own, not trashed, not in the vault."""
+        return self.owned_by(user).filter(trashed_at__isnull=True, in_vault=False)
+
+    def timeline(self) -> MediaQuerySet:
+        return self.order_by("-taken_at", "-id")
+
+
+class Media(models.Model):
+    class Kind(models.TextChoices):
+        IMAGE = "image"
+        VIDEO = "video"
+        AUDIO = "audio"
+        DOCUMENT = "document"
+        OTHER = "other"
+
+    class Status(models.TextChoices):
+        UPLOADING = "uploading"
+        PENDING = "pending"
+        PROCESSING = "processing"
+        READY = "ready"
+        FAILED = "failed"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="media")
+    kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.OTHER)
+    original_filename = models.CharField(max_length=255)
+    content_type = models.CharField(max_length=127, default="application/octet-stream")
+    size = models.BigIntegerField(default=0)
+    sha256 = models.CharField(max_length=64, db_index=False)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    error = models.TextField(blank=True, default="")
+
+    # When the picture was taken. Stored in UTC; the offset at the place of capture is kept
+    # apart so the API can show local time. Until processing knows better it is the upload time.
+    taken_at = models.DateTimeField(default=timezone.now)
+    taken_at_offset_minutes = models.SmallIntegerField(null=True, blank=True)
+    taken_at_estimated = models.BooleanField(default=True)
+
+    width = models.PositiveIntegerField(null=True, blank=True)
+    height = models.PositiveIntegerField(null=True, blank=True)
+    duration = models.FloatField(null=True, blank=True, help_text="seconds")
+    latitude = models.FloatField(null=True, blank=True)
+    longitude = models.FloatField(null=True, blank=True)
+    altitude = models.FloatField(null=True, blank=True)
+    place_city = models.CharField(max_length=200, blank=True, default="")
+    place_region = models.CharField(max_length=200, blank=True, default="")
+    place_country = models.CharField(max_length=200, blank=True, default="")
+    camera_make = models.CharField(max_length=100, blank=True, default="")
+    camera_model = models.CharField(max_length=100, blank=True, default="")
+    exif = models.JSONField(default=dict, blank=True)
+    # Kind-specific facts that do not deserve columns (codecs, fps, audio tags, ...).
+    details = models.JSONField(default=dict, blank=True)
+
+    trashed_at = models.DateTimeField(null=True, blank=True)
+    in_vault = models.BooleanField(default=False)
+    original_key = models.CharField(max_length=512, blank=True, default="")
+    token = models.CharField(max_length=32, unique=True, default=new_media_token, editable=False)
+
+    tags = models.ManyToManyField("Tag", blank=True, related_name="media")
+
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = MediaQuerySet.as_manager()
+
+    class Meta:
+        verbose_name_plural = "media"
+        indexes = [
+            models.Index(fields=["owner", "-taken_at", "-id"], name="media_owner_timeline"),
+            models.Index(fields=["owner", "sha256"], name="media_owner_sha256"),
+            models.Index(fields=["status"], name="media_status"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.original_filename} ({self.kind}, {self.status})"
+
+    def taken_at_local(self) -> datetime:
+        """taken_at in the local time of capture: the recorded offset, else the owner's zone."""
+        if self.taken_at_offset_minutes is not None:
+            return self.taken_at.astimezone(dt_timezone(timedelta(minutes=self.taken_at_offset_minutes)))
+        try:
+            zone = ZoneInfo(self.owner.time_zone)
+        except (ZoneInfoNotFoundError, ValueError):
+            zone = ZoneInfo("UTC")
+        return self.taken_at.astimezone(zone)
+
+    @property
+    def grid_variant(self) -> Variant | None:
+        """The square thumbnail the grid shows (reads prefetched variants when there are)."""
+        by_level = {v.level: v for v in self.variants.all()}
+        return by_level.get("3s") or by_level.get("3")
+
+    @property
+    def place(self) -> str:
+        return ", ".join(p for p in (self.place_city, self.place_region, self.place_country) if p)
+
+    @property
+    def camera(self) -> str:
+        make, model = self.camera_make.strip(), self.camera_model.strip()
+        # Many cameras repeat the make in the model ("Canon" / "Canon EOS 40D").
+        if make and model.lower().startswith(make.lower()):
+            return model
+        return " ".join(p for p in (make, model) if p)
+
+
+class Variant(models.Model):
+    """A derived file of a media (thumbnail level, square crop, poster, transcode)."""
+
+    media = models.ForeignKey(Media, on_delete=models.CASCADE, related_name="variants")
+    level = models.CharField(max_length=16)
+    width = models.PositiveIntegerField()
+    height = models.PositiveIntegerField()
+    size = models.BigIntegerField()
+    content_type = models.CharField(max_length=127)
+    storage_key = models.CharField(max_length=512)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["media", "level"], name="variant_unique_media_level")]
+
+    def __str__(self) -> str:
+        return f"{self.media_id} level {self.level}"
+
+
+class Album(models.Model):
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="albums")
+    title = models.CharField(max_length=200)
+    cover = models.ForeignKey(Media, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    is_favourites = models.BooleanField(default=False, editable=False)
+    media = models.ManyToManyField(Media, blank=True, related_name="albums")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["owner"], condition=Q(is_favourites=True), name="album_one_favourites_per_user"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.title
+
+
+class Tag(models.Model):
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="tags")
+    name = models.CharField(max_length=100)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["owner", "name"], name="tag_unique_owner_name")]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class ApiKey(models.Model):
+    """A bearer credential for the API. Only the SHA-256 of the secret is stored."""
+
+    SCOPES = ("media.read", "media.read_write")
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_keys")
+    name = models.CharField(max_length=100)
+    prefix = models.CharField(max_length=12, unique=True, editable=False)
+    hashed_secret = models.CharField(max_length=64, editable=False)
+    scopes = models.JSONField(default=list)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = "API key"
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"
+
+    @property
+    def is_active(self) -> bool:
+        return self.revoked_at is None
+
+
+class Job(models.Model):
+    """A durable background job; see gallery.jobs for the lease/retry rules."""
+
+    class State(models.TextChoices):
+        QUEUED = "queued"
+        RUNNING = "running"
+        DONE = "done"
+        FAILED = "failed"
+
+    name = models.CharField(max_length=100)
+    queue = models.CharField(max_length=32, default="default")
+    payload = models.JSONField(default=dict)
+    state = models.CharField(max_length=16, choices=State.choices, default=State.QUEUED)
+    attempts = models.PositiveIntegerField(default=0)
+    max_attempts = models.PositiveIntegerField(default=3)
+    run_after = models.DateTimeField(default=timezone.now)
+    lease_until = models.DateTimeField(null=True, blank=True)
+    worker = models.CharField(max_length=100, blank=True, default="")
+    last_error = models.TextField(blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["queue", "state", "run_after"], name="job_claim")]
+
+    def __str__(self) -> str:
+        return f"{self.name} {self.payload} [{self.state}]"

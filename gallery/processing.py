@@ -1,0 +1,229 @@
+"""Turn an uploaded original into a browsable item: metadata, variants, poster, status.
+
+media_process() is what the process_media job runs. It is safe to run twice: variants that
+exist are kept, only missing ones are made. A file that cannot be decoded ends `failed`
+with the reason; a transient error (storage down) raises so the job is retried.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+import uuid
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
+from pathlib import Path
+from typing import Any, Iterator
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from django.conf import settings
+from django.core.files.base import ContentFile, File
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from gallery import events
+from gallery.models import Media, Variant
+from gallery.storage import is_s3, media_storage, variant_key
+
+log = logging.getLogger(__name__)
+
+
+class PermanentFailure(Exception):
+    """The file itself is the problem: retrying cannot help."""
+
+
+@dataclass
+class Outcome:
+    """What processing learned about a media, applied to its row in one update."""
+
+    fields: dict[str, Any] = field(default_factory=dict)
+    details: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    # (level, width, height, content_type, extension, bytes or local path)
+    outputs: list[tuple[str, int, int, str, str, bytes | Path]] = field(default_factory=list)
+
+
+@contextmanager
+def local_copy(media: Media) -> Iterator[Path]:
+    """A local path of the original: the file itself on disk storage, a temp copy from S3."""
+    storage = media_storage()
+    if not is_s3(storage):
+        yield Path(storage.path(media.original_key))
+        return
+    suffix = Path(media.original_key).suffix
+    with tempfile.TemporaryDirectory(dir=settings.FILE_UPLOAD_TEMP_DIR) as tmp:
+        path = Path(tmp) / f"original{suffix}"
+        with storage.open(media.original_key, "rb") as src, open(path, "wb") as dst:
+            shutil.copyfileobj(src, dst, 1024 * 1024)
+        yield path
+
+
+def aware_taken_at(naive: datetime, offset_minutes: int | None, zone_name: str | None) -> tuple[datetime, int]:
+    """A capture wall-clock time made aware: by its recorded offset, else by a zone name."""
+    if offset_minutes is not None:
+        tz = dt_timezone(timedelta(minutes=offset_minutes))
+        return naive.replace(tzinfo=tz), offset_minutes
+    try:
+        zone = ZoneInfo(zone_name or "UTC")
+    except (ZoneInfoNotFoundError, ValueError):
+        zone = ZoneInfo("UTC")
+    aware = naive.replace(tzinfo=zone)
+    return aware, int(aware.utcoffset().total_seconds() // 60)
+
+
+def _apply_location(outcome: Outcome, lat: float | None, lon: float | None, alt: float | None) -> str | None:
+    """Record GPS and the place name; returns the time zone at that point (for dates)."""
+    from gallery.places import place_at, timezone_at
+
+    if lat is None or lon is None:
+        return None
+    outcome.fields.update(latitude=lat, longitude=lon, altitude=alt)
+    place = place_at(lat, lon)
+    if place is not None:
+        outcome.fields.update(place_city=place.city, place_region=place.region, place_country=place.country)
+    return timezone_at(lat, lon)
+
+
+def _apply_date(outcome: Outcome, media: Media, naive: datetime | None, offset: int | None,
+                gps_zone: str | None) -> None:
+    if naive is None:
+        return
+    aware, offset_minutes = aware_taken_at(naive, offset, gps_zone or media.owner.time_zone)
+    outcome.fields.update(taken_at=aware.astimezone(dt_timezone.utc), taken_at_offset_minutes=offset_minutes,
+                          taken_at_estimated=False)
+
+
+def _image(media: Media, path: Path, outcome: Outcome) -> None:
+    from gallery.exif import read_exif
+    from gallery.images import ImageError, render_variants
+
+    exif = read_exif(path)
+    if exif.error:
+        outcome.notes.append(f"EXIF could not be read fully: {exif.error}")
+    try:
+        info, variants = render_variants(path, max_pixels=settings.MAX_IMAGE_PIXELS)
+    except ImageError as exc:
+        raise PermanentFailure(str(exc)) from exc
+    outcome.fields.update(width=info.width, height=info.height, exif=exif.raw,
+                          camera_make=exif.make[:100], camera_model=exif.model[:100])
+    outcome.details.update(format=info.format, lens=exif.lens, exposure=exif.exposure, aperture=exif.aperture,
+                           iso=exif.iso, focal_length=exif.focal_length, animated=info.animated)
+    zone = _apply_location(outcome, exif.latitude, exif.longitude, exif.altitude)
+    _apply_date(outcome, media, exif.taken_at, exif.offset_minutes, zone)
+    outcome.outputs += [(v.level, v.width, v.height, v.content_type, "webp", v.data) for v in variants]
+
+
+def _video(media: Media, path: Path, outcome: Outcome, workdir: Path) -> None:
+    from gallery.images import render_variants_from_image
+    from gallery.video import (VideoError, browser_playable, extract_poster, needs_faststart, probe_video,
+                               remux_faststart, transcode_webm)
+
+    try:
+        info = probe_video(path)
+        poster = extract_poster(path, info)
+    except VideoError as exc:
+        raise PermanentFailure(str(exc)) from exc
+    outcome.fields.update(width=info.width, height=info.height, duration=info.duration)
+    outcome.details.update(video_codec=info.video_codec, audio_codec=info.audio_codec, fps=info.fps,
+                           rotation=info.rotation, container=info.container, bitrate=info.bitrate)
+    if info.created_at is not None and media.taken_at_estimated:
+        outcome.fields.update(taken_at=info.created_at, taken_at_estimated=False)
+    outcome.outputs += [(v.level, v.width, v.height, v.content_type, "webp", v.data)
+                        for v in render_variants_from_image(poster)]
+    existing = set(media.variants.values_list("level", flat=True))
+    if "play" not in existing and needs_faststart(path):
+        remuxed = workdir / "play.mp4"
+        remux_faststart(path, remuxed)
+        outcome.outputs.append(("play", info.width, info.height, "video/mp4", "mp4", remuxed))
+    if settings.VIDEO_TRANSCODE and "webm" not in existing and not browser_playable(info):
+        webm = workdir / "play.webm"
+        transcode_webm(path, webm)
+        outcome.outputs.append(("webm", info.width, info.height, "video/webm", "webm", webm))
+
+
+def _audio(media: Media, path: Path, outcome: Outcome) -> None:
+    from gallery.audio import AudioError, read_audio
+    from gallery.images import ImageError, render_variants
+
+    try:
+        info = read_audio(path)
+    except AudioError as exc:
+        raise PermanentFailure(str(exc)) from exc
+    outcome.fields.update(duration=info.duration)
+    outcome.details.update(title=info.title, artist=info.artist, album=info.album, track=info.track,
+                           bitrate=info.bitrate, sample_rate=info.sample_rate, codec=info.codec)
+    if info.cover:
+        import io
+
+        try:
+            _, variants = render_variants(io.BytesIO(info.cover), max_pixels=settings.MAX_IMAGE_PIXELS)
+        except ImageError as exc:
+            outcome.notes.append(f"cover art could not be read: {exc}")
+        else:
+            outcome.outputs += [(v.level, v.width, v.height, v.content_type, "webp", v.data) for v in variants]
+
+
+def _store_outputs(media: Media, outcome: Outcome) -> None:
+    storage = media_storage()
+    existing = set(media.variants.values_list("level", flat=True))
+    for level, width, height, content_type, ext, data in outcome.outputs:
+        if level in existing:
+            continue
+        # A fresh key per attempt: a changed output is a new file, never an overwritten one.
+        key = variant_key(user_id=media.owner_id, media_id=media.pk, level=f"{level}-{uuid.uuid4().hex[:8]}", ext=ext)
+        if isinstance(data, bytes):
+            key = storage.save(key, ContentFile(data))
+            size = len(data)
+        else:
+            with open(data, "rb") as fh:
+                key = storage.save(key, File(fh))
+            size = os.path.getsize(data)
+        try:
+            _, created = Variant.objects.get_or_create(
+                media=media, level=level,
+                defaults={"width": width, "height": height, "size": size, "content_type": content_type,
+                          "storage_key": key})
+        except IntegrityError:
+            created = False
+        if not created:  # another run made it first; ours is surplus
+            storage.delete(key)
+
+
+def media_process(*, media_id: uuid.UUID | str) -> None:
+    """Process one media (idempotent). Raises only for errors worth a retry."""
+    media = Media.objects.select_related("owner").filter(pk=media_id).first()
+    if media is None or media.status == Media.Status.UPLOADING:
+        return
+    Media.objects.filter(pk=media.pk).update(status=Media.Status.PROCESSING, updated_at=timezone.now())
+    events.send(media.owner_id, "media.processing", media_id=str(media.pk))
+    outcome = Outcome()
+    try:
+        with tempfile.TemporaryDirectory(dir=settings.FILE_UPLOAD_TEMP_DIR) as tmp, local_copy(media) as path:
+            if media.kind == Media.Kind.IMAGE:
+                _image(media, path, outcome)
+            elif media.kind == Media.Kind.VIDEO:
+                _video(media, path, outcome, Path(tmp))
+            elif media.kind == Media.Kind.AUDIO:
+                _audio(media, path, outcome)
+            _store_outputs(media, outcome)
+    except PermanentFailure as exc:
+        media_mark_failed(media_id=media.pk, error=str(exc))
+        return
+    with transaction.atomic():
+        fields = {**outcome.fields, "status": Media.Status.READY, "error": "\n".join(outcome.notes)[:5000],
+                  "details": {**media.details, **outcome.details}, "updated_at": timezone.now()}
+        Media.objects.filter(pk=media.pk).update(**fields)
+        events.send_after_commit(media.owner_id, "media.ready", media_id=str(media.pk))
+
+
+def media_mark_failed(*, media_id: uuid.UUID | str, error: str) -> None:
+    """Record that a media cannot be processed, and tell its owner's pages."""
+    media = Media.objects.filter(pk=media_id).only("owner_id").first()
+    if media is None:
+        return
+    Media.objects.filter(pk=media_id).update(status=Media.Status.FAILED, error=error[:5000], updated_at=timezone.now())
+    events.send(media.owner_id, "media.failed", media_id=str(media_id), error=error[:500])

@@ -1,0 +1,12 @@
+from __future__ import annotations
+
+from django.urls import path
+
+from gallery import views
+
+app_name = "gallery"
+
+urlpatterns = [
+    path("", views.timeline, name="timeline"),
+    path("upload/", views.upload, name="upload"),
+]

@@ -1,0 +1,88 @@
+from __future__ import annotations
+
+import io
+
+import pytest
+from django.core.management import CommandError, call_command
+from rest_framework.test import APIClient
+
+from gallery.models import Album, ApiKey, User
+
+pytestmark = pytest.mark.django_db
+
+
+def run(*args) -> str:
+    out = io.StringIO()
+    call_command(*args, stdout=out)
+    return out.getvalue()
+
+
+def test_createuser_with_quota_and_favourites():
+    run("createuser", "gina", "--password", "a-long-password", "--quota", "10GB")
+    gina = User.objects.get(username="gina")
+    assert gina.quota_bytes == 10 * 10**9
+    assert gina.check_password("a-long-password")
+    assert Album.objects.filter(owner=gina, is_favourites=True).count() == 1
+    run("createuser", "hank", "--password", "a-long-password", "--quota", "500MB")
+    assert User.objects.get(username="hank").quota_bytes == 500 * 10**6
+
+
+@pytest.mark.parametrize("quota", ["lots", "10XB", "-5GB"])
+def test_createuser_rejects_bad_sizes(quota):
+    with pytest.raises(CommandError, match="size"):
+        run("createuser", "ivan", "--password", "a-long-password", f"--quota={quota}")
+    assert not User.objects.filter(username="ivan").exists()
+
+
+def test_createuser_refuses_duplicates(alice):
+    with pytest.raises(CommandError, match="already exists"):
+        run("createuser", "alice", "--password", "another-password")
+
+
+def test_apikey_create_prints_key_last_and_stores_only_hash(alice):
+    out = run("apikey", "create", "alice", "--scopes", "media.read,media.read_write")
+    raw = out.strip().splitlines()[-1]
+    key = ApiKey.objects.get(user=alice)
+    assert raw not in (key.hashed_secret, key.prefix) and key.prefix in raw
+    assert sorted(key.scopes) == ["media.read", "media.read_write"]
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {raw}")
+    assert client.get("/api/v1/media/").status_code == 200
+    listed = run("apikey", "list", "alice")
+    assert key.prefix in listed and raw not in listed
+    run("apikey", "revoke", key.prefix)
+    assert client.get("/api/v1/media/").status_code == 401
+
+
+def test_apikey_rejects_unknown_scope(alice):
+    with pytest.raises(CommandError, match="scopes"):
+        run("apikey", "create", "alice", "--scopes", "media.everything")
+    with pytest.raises(CommandError, match="no user"):
+        run("apikey", "create", "nobody")
+
+
+def test_favourites_exists_for_every_way_of_making_a_user(admin_client):
+    made = User.objects.create_user(username="from-code", password="whatever-123")
+    assert Album.objects.filter(owner=made, is_favourites=True).count() == 1
+    response = admin_client.post("/admin/gallery/user/add/", {
+        "username": "from-admin", "password1": "Sup3r-secret-pw", "password2": "Sup3r-secret-pw",
+        "usable_password": "true"})
+    assert response.status_code == 302, response.content[:2000]
+    assert Album.objects.filter(owner__username="from-admin", is_favourites=True).count() == 1
+
+
+def test_favourites_cannot_be_deleted(alice):
+    from gallery.exceptions import ProtectedAlbum
+    from gallery.services import album_delete
+
+    favourites = Album.objects.get(owner=alice, is_favourites=True)
+    with pytest.raises(ProtectedAlbum):
+        album_delete(album=favourites)
+    assert Album.objects.filter(pk=favourites.pk).exists()
+
+
+def test_admin_pages_render(admin_client, alice, alice_api, upload):
+    upload(alice_api, name="x.txt", data=b"x")
+    for url in ("/admin/gallery/user/", f"/admin/gallery/user/{alice.pk}/change/", "/admin/gallery/media/",
+                "/admin/gallery/album/", "/admin/gallery/apikey/", "/admin/gallery/job/"):
+        assert admin_client.get(url).status_code == 200, url

@@ -1,0 +1,68 @@
+from __future__ import annotations
+
+import pytest
+
+from tests.conftest import MotoServer, use_storage
+
+pytestmark = pytest.mark.django_db
+
+
+def test_health_reports_every_part(client, storage):
+    response = client.get("/health/")
+    assert response.status_code == 200, response.json()
+    body = response.json()
+    assert body["status"] == "ok"
+    assert set(body["checks"]) >= {"database", "storage", "task_queue", "channel_layer", "search"}
+    assert all(part["ok"] for part in body["checks"].values())
+    assert body["checks"]["storage"]["backend"] == storage
+
+
+def test_health_is_503_when_object_storage_stops(client, settings):
+    server = MotoServer().start()
+    use_storage(settings, server.storage_config(server.new_bucket()))
+    assert client.get("/health/").status_code == 200
+    server.stop()
+    response = client.get("/health/")
+    assert response.status_code == 503
+    body = response.json()
+    assert body["status"] == "unavailable"
+    assert body["checks"]["storage"]["ok"] is False
+    assert body["checks"]["database"]["ok"] is True
+
+
+def test_health_is_503_when_local_storage_is_not_writable(client, settings, tmp_path):
+    from config.settings import local_storage_config
+
+    root = tmp_path / "ro"
+    root.mkdir()
+    root.chmod(0o500)
+    use_storage(settings, local_storage_config(root))
+    try:
+        import os
+
+        if os.geteuid() == 0:
+            # root writes anywhere: make the location a file instead, which no one can write into.
+            root.chmod(0o700)
+            root.rmdir()
+            root.write_text("not a directory")
+        response = client.get("/health/")
+    finally:
+        if root.is_dir():
+            root.chmod(0o700)
+    assert response.status_code == 503
+    assert response.json()["checks"]["storage"]["ok"] is False
+
+
+def test_health_channel_layer_with_redis(client, settings):
+    import os
+
+    redis_url = os.environ.get("REDIS_URL")
+    if not redis_url:
+        pytest.skip("REDIS_URL not set (CI sets it)")
+    settings.REDIS_URL = redis_url
+    part = client.get("/health/").json()["checks"]["channel_layer"]
+    assert part["ok"] is True and part["backend"] == "redis"
+    settings.REDIS_URL = "redis://127.0.0.1:1/0"
+    response = client.get("/health/")
+    assert response.status_code == 503
+    assert response.json()["checks"]["channel_layer"]["ok"] is False

@@ -1,0 +1,60 @@
+"""Settings: invalid values stop start-up naming the variable; compose passes only known ones."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def start_with(env: dict[str, str]) -> subprocess.CompletedProcess:
+    clean = {k: v for k, v in os.environ.items() if k not in env}
+    return subprocess.run([sys.executable, "-c", "import django; django.setup()"], cwd=ROOT,
+                          env={**clean, "DJANGO_SETTINGS_MODULE": "config.settings", **env},
+                          capture_output=True, text=True, timeout=60)
+
+
+@pytest.mark.parametrize("name,value", [
+    ("PORT", "eighty"), ("DEBUG", "maybe"), ("STORAGE_BACKEND", "floppy"), ("DEFAULT_QUOTA", "huge"),
+    ("WORKER_CONCURRENCY", "0"), ("SEARCH_BACKEND", "grep"), ("JOB_LEASE_SECONDS", "1"),
+])
+def test_invalid_setting_names_the_variable(name, value, tmp_path):
+    result = start_with({name: value, "CHIPMUNK_DATA_DIR": str(tmp_path)})
+    assert result.returncode != 0
+    assert "ImproperlyConfigured" in result.stderr and name in result.stderr
+
+
+def test_s3_needs_its_keys(tmp_path):
+    result = start_with({"STORAGE_BACKEND": "s3", "S3_ACCESS_KEY_ID": "", "CHIPMUNK_DATA_DIR": str(tmp_path)})
+    assert result.returncode != 0 and "S3_ACCESS_KEY_ID" in result.stderr
+
+
+def settings_variables() -> set[str]:
+    source = (ROOT / "config" / "settings.py").read_text()
+    return set(re.findall(r'env_\w+\("([A-Z0-9_]+)"', source))
+
+
+def test_every_variable_compose_passes_is_read_by_settings():
+    compose = yaml.safe_load((ROOT / "compose.yaml").read_text())
+    read = settings_variables()
+    passed: dict[str, set[str]] = {}
+    for name in ("web", "worker"):
+        env = compose["services"][name].get("environment", {})
+        keys = set(env) if isinstance(env, dict) else {item.split("=", 1)[0] for item in env}
+        passed[name] = keys
+        assert keys, f"compose service {name} passes no environment"
+        assert keys <= read, f"{name} passes variables settings never reads: {sorted(keys - read)}"
+    assert {"DATABASE_URL", "REDIS_URL", "STORAGE_BACKEND", "S3_ENDPOINT_URL"} <= passed["web"]
+
+
+def test_env_example_lists_every_setting():
+    listed = set(re.findall(r"^#?\s*([A-Z0-9_]+)=", (ROOT / ".env.example").read_text(), re.M))
+    missing = settings_variables() - listed
+    assert not missing, f".env.example lacks {sorted(missing)}"
