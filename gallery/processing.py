@@ -130,8 +130,9 @@ def _video(media: Media, path: Path, outcome: Outcome, workdir: Path) -> None:
     outcome.fields.update(width=info.width, height=info.height, duration=info.duration)
     outcome.details.update(video_codec=info.video_codec, audio_codec=info.audio_codec, fps=info.fps,
                            rotation=info.rotation, container=info.container, bitrate=info.bitrate)
-    if info.created_at is not None and media.taken_at_estimated:
-        outcome.fields.update(taken_at=info.created_at, taken_at_estimated=False)
+    created_at = getattr(info, "created_at", None)  # the container's creation_time, when recorded
+    if created_at is not None and media.taken_at_estimated:
+        outcome.fields.update(taken_at=created_at, taken_at_estimated=False)
     outcome.outputs += [(v.level, v.width, v.height, v.content_type, "webp", v.data)
                         for v in render_variants_from_image(poster)]
     existing = set(media.variants.values_list("level", flat=True))

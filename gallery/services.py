@@ -113,8 +113,9 @@ def _media_record(*, owner: User, media_id: uuid.UUID, key: str, size: int, sha2
         content_type=content_type, size=size, sha256=sha256, status=Media.Status.PENDING, original_key=key,
     )
     User.objects.filter(pk=owner.pk).update(used_bytes=F("used_bytes") + size)
-    media_queue_processing(media=media)
+    # Announce first: on-commit callbacks run in order, and inline jobs run as one of them.
     events.send_after_commit(owner.pk, "media.created", media_id=str(media.pk), status=media.status)
+    media_queue_processing(media=media)
     return media
 
 

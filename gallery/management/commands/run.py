@@ -32,7 +32,7 @@ class Command(BaseCommand):
         self.stdout.flush()
         try:
             uvicorn.run("config.asgi:application", host=settings.BIND_ADDRESS, port=settings.PORT,
-                        workers=settings.WEB_WORKERS, proxy_headers=True, log_level="info",
+                        workers=settings.WEB_WORKERS, proxy_headers=True, log_level="info", lifespan="off",
                         forwarded_allow_ips=settings.FORWARDED_ALLOW_IPS)
         finally:
             if worker is not None:

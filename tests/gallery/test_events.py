@@ -1,0 +1,75 @@
+"""The live-events websocket, on the in-memory layer and on Redis (when REDIS_URL is set)."""
+
+from __future__ import annotations
+
+import os
+import uuid
+
+import pytest
+from asgiref.sync import sync_to_async
+from channels.layers import channel_layers
+from channels.testing import WebsocketCommunicator
+from django.contrib.auth.models import AnonymousUser
+
+from gallery import events
+from gallery.consumers import EventsConsumer
+
+LAYERS = ["memory"] + (["redis"] if os.environ.get("REDIS_URL") else [])
+
+
+@pytest.fixture(params=LAYERS)
+def layer(request, settings):
+    if request.param == "redis":
+        settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels_redis.core.RedisChannelLayer",
+                                               "CONFIG": {"hosts": [os.environ["REDIS_URL"]],
+                                                          "prefix": f"test-{uuid.uuid4().hex[:8]}"}}}
+    else:
+        settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    channel_layers.backends.clear()
+    yield request.param
+    channel_layers.backends.clear()
+
+
+def communicator(user) -> WebsocketCommunicator:
+    comm = WebsocketCommunicator(EventsConsumer.as_asgi(), "/ws/events/")
+    comm.scope["user"] = user
+    return comm
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_owner_hears_own_events_and_stranger_hears_nothing(layer, alice, charlie):
+    mine, theirs = communicator(alice), communicator(charlie)
+    assert (await mine.connect())[0] and (await theirs.connect())[0]
+    await sync_to_async(events.send)(alice.pk, "media.ready", media_id="m-1")
+    assert await mine.receive_json_from(timeout=5) == {"event": "media.ready", "media_id": "m-1"}
+    assert await theirs.receive_nothing(timeout=0.3)
+    await mine.disconnect()
+    await theirs.disconnect()
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_anonymous_socket_is_refused(layer):
+    comm = communicator(AnonymousUser())
+    connected, code = await comm.connect()
+    assert not connected and code == 4401
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_upload_and_processing_events_arrive(layer, alice, corpus):
+    from gallery.services import media_ingest
+
+    comm = communicator(alice)
+    assert (await comm.connect())[0]
+
+    def ingest():
+        with open(corpus / "jpg" / "Canon_40D.jpg", "rb") as fh:
+            return media_ingest(owner=alice, stream=fh, size=os.fstat(fh.fileno()).st_size,
+                                filename="Canon_40D.jpg").media
+
+    media = await sync_to_async(ingest)()
+    seen = []
+    while not seen or seen[-1]["event"] not in ("media.ready", "media.failed"):
+        seen.append(await comm.receive_json_from(timeout=20))
+    assert [e["event"] for e in seen] == ["media.created", "media.processing", "media.ready"]
+    assert all(e["media_id"] == str(media.pk) for e in seen)
+    await comm.disconnect()
