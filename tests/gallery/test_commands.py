@@ -86,3 +86,33 @@ def test_admin_pages_render(admin_client, alice, alice_api, upload):
     for url in ("/admin/gallery/user/", f"/admin/gallery/user/{alice.pk}/change/", "/admin/gallery/media/",
                 "/admin/gallery/album/", "/admin/gallery/apikey/", "/admin/gallery/job/"):
         assert admin_client.get(url).status_code == 200, url
+
+
+def test_first_run_creates_admin_once_and_prints_its_login():
+    from gallery.management.commands.run import Command
+
+    first, second = io.StringIO(), io.StringIO()
+    Command(stdout=first)._first_admin()
+    Command(stdout=second)._first_admin()
+    admin = User.objects.get(username="admin")
+    assert admin.is_superuser and admin.is_staff
+    password = first.getvalue().split("password")[1].split()[0]
+    assert admin.check_password(password)
+    assert second.getvalue() == ""
+    assert Album.objects.filter(owner=admin, is_favourites=True).exists()
+
+
+def test_import_folder_reports_each_file(alice, tmp_path, corpus):
+    import shutil
+
+    shutil.copy(corpus / "jpg" / "Canon_40D.jpg", tmp_path / "a.jpg")
+    shutil.copy(corpus / "jpg" / "Canon_40D.jpg", tmp_path / "same-again.jpg")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "note.txt").write_text("hello")
+    out = run("import_folder", str(tmp_path), "--user", "alice")
+    assert "2 imported, 1 duplicate, 0 error" in out
+    from gallery.models import Media
+
+    assert Media.objects.filter(owner=alice).count() == 2
+    with pytest.raises(CommandError, match="not a folder"):
+        run("import_folder", str(tmp_path / "missing"), "--user", "alice")

@@ -1,0 +1,102 @@
+"""Benchmark: end-to-end photos per minute for a folder of 12 MP JPEGs.
+
+Run from the project root:  .venv/bin/python bench/import.py [--photos 60] [--concurrency 2]
+
+Makes one camera-like 12 MP JPEG (bench/variants.make_jpeg) and N byte-distinct copies of
+it (a different JPEG comment each, so dedup does not skip them but the decode work is the
+same), imports the folder with `manage.py import_folder` into a fresh embedded instance
+(SQLite, local disk), runs `manage.py worker` until every photo is ready, and prints
+photos per minute for the whole path and its two halves, against the goal of 600/min.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from variants import make_jpeg  # noqa: E402
+
+GOAL_PER_MINUTE = 600
+
+
+def with_comment(jpeg: bytes, text: str) -> bytes:
+    """The same JPEG with a COM segment after SOI: other bytes, same pixels."""
+    payload = text.encode()
+    segment = b"\xff\xfe" + (len(payload) + 2).to_bytes(2, "big") + payload
+    return jpeg[:2] + segment + jpeg[2:]
+
+
+def manage(env: dict[str, str], *args: str) -> str:
+    result = subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True,
+                            text=True, check=True)
+    return result.stdout
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--photos", type=int, default=60)
+    parser.add_argument("--concurrency", type=int, default=os.cpu_count() or 2)
+    args = parser.parse_args()
+
+    work = Path(tempfile.mkdtemp(prefix="chipmunk-bench-import-"))
+    try:
+        folder = work / "photos"
+        folder.mkdir()
+        source = work / "source.jpg"
+        make_jpeg(source)
+        jpeg = source.read_bytes()
+        for i in range(args.photos):
+            (folder / f"IMG_{i:04d}.jpg").write_bytes(with_comment(jpeg, f"bench photo {i}"))
+        print(f"{args.photos} photos of {len(jpeg) / 1e6:.1f} MB, 4000x3000, worker concurrency {args.concurrency}")
+
+        data = work / "data"
+        env = {**os.environ, "CHIPMUNK_DATA_DIR": str(data), "JOBS_MODE": "queue", "LOG_LEVEL": "warning",
+               "DATABASE_URL": "", "STORAGE_BACKEND": "local"}
+        manage(env, "migrate", "--noinput")
+        manage(env, "createuser", "bench", "--password", "bench-password", "--quota", "1TB")
+
+        started = time.perf_counter()
+        manage(env, "import_folder", str(folder), "--user", "bench")
+        ingested = time.perf_counter()
+        worker = subprocess.Popen([sys.executable, "manage.py", "worker", "--concurrency", str(args.concurrency),
+                                   "--poll", "0.05"], cwd=ROOT, env=env)
+        db = sqlite3.connect(data / "chipmunk.sqlite3", timeout=30)
+        try:
+            while True:
+                left, failed = db.execute(
+                    "select sum(status in ('pending','processing')), sum(status = 'failed') from gallery_media"
+                ).fetchone()
+                if not left:
+                    break
+                time.sleep(0.05)
+            done = time.perf_counter()
+        finally:
+            worker.terminate()
+            worker.wait(timeout=60)
+        ready = db.execute("select count(*) from gallery_media where status = 'ready'").fetchone()[0]
+        variants = db.execute("select count(*) from gallery_variant").fetchone()[0]
+        db.close()
+
+        total = done - started
+        per_minute = args.photos / total * 60
+        print(f"ingest     {ingested - started:6.2f} s  ({args.photos / (ingested - started) * 60:7.0f} photos/min)")
+        print(f"processing {done - ingested:6.2f} s  ({args.photos / (done - ingested) * 60:7.0f} photos/min)")
+        print(f"end to end {total:6.2f} s  ({per_minute:7.0f} photos/min)  ready {ready}, failed {failed or 0}, "
+              f"variants {variants}")
+        print(f"ratio to the goal of {GOAL_PER_MINUTE}/min: {per_minute / GOAL_PER_MINUTE:.2f}")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,70 @@
+// Live updates of the timeline: listens on /ws/events/ and refreshes the tile of each media
+// that is created, processed or fails, so an open page never needs a reload.
+(function () {
+  "use strict";
+  const grid = document.getElementById("grid");
+  if (!grid || !window.WebSocket) return;
+
+  function tile(media) {
+    const li = document.createElement("li");
+    li.className = `tile ${media.kind} ${media.status}`;
+    li.dataset.id = media.id;
+    const a = document.createElement("a");
+    a.href = media.original_url;
+    a.title = media.name;
+    const thumb = media.variants["3s"] || media.variants["3"];
+    if (thumb) {
+      const img = document.createElement("img");
+      img.src = thumb.url;
+      img.width = thumb.width;
+      img.height = thumb.height;
+      img.alt = media.name;
+      img.loading = "lazy";
+      a.appendChild(img);
+    } else {
+      const span = document.createElement("span");
+      span.className = "placeholder";
+      span.append(media.kind, document.createElement("br"), media.status);
+      if (media.status === "failed" && media.error) span.title = media.error;
+      a.appendChild(span);
+    }
+    li.appendChild(a);
+    return li;
+  }
+
+  async function refresh(id, removed) {
+    const old = grid.querySelector(`[data-id="${CSS.escape(id)}"]`);
+    if (removed) {
+      if (old) old.remove();
+      return;
+    }
+    const response = await fetch(`/api/v1/media/${encodeURIComponent(id)}/`, {credentials: "same-origin"});
+    if (!response.ok) return;
+    const fresh = tile(await response.json());
+    if (old) {
+      old.replaceWith(fresh);
+    } else {
+      const empty = grid.querySelector(".empty");
+      if (empty) empty.remove();
+      grid.prepend(fresh);
+    }
+  }
+
+  let delay = 1000;
+  function connect() {
+    const scheme = location.protocol === "https:" ? "wss" : "ws";
+    const socket = new WebSocket(`${scheme}://${location.host}/ws/events/`);
+    socket.onopen = () => { delay = 1000; };
+    socket.onmessage = (message) => {
+      const data = JSON.parse(message.data);
+      if (data.media_id) refresh(data.media_id, data.event === "media.deleted");
+      document.dispatchEvent(new CustomEvent("chipmunk:event", {detail: data}));
+    };
+    socket.onclose = () => {
+      // Reconnect with backoff: the server may be restarting.
+      setTimeout(connect, delay);
+      delay = Math.min(delay * 2, 30000);
+    };
+  }
+  connect();
+})();
