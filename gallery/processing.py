@@ -62,16 +62,19 @@ def local_copy(media: Media) -> Iterator[Path]:
         yield path
 
 
+def _zone(name: str | None) -> ZoneInfo:
+    try:
+        return ZoneInfo(name or "UTC")
+    except (ZoneInfoNotFoundError, ValueError):
+        return ZoneInfo("UTC")
+
+
 def aware_taken_at(naive: datetime, offset_minutes: int | None, zone_name: str | None) -> tuple[datetime, int]:
     """A capture wall-clock time made aware: by its recorded offset, else by a zone name."""
     if offset_minutes is not None:
         tz = dt_timezone(timedelta(minutes=offset_minutes))
         return naive.replace(tzinfo=tz), offset_minutes
-    try:
-        zone = ZoneInfo(zone_name or "UTC")
-    except (ZoneInfoNotFoundError, ValueError):
-        zone = ZoneInfo("UTC")
-    aware = naive.replace(tzinfo=zone)
+    aware = naive.replace(tzinfo=_zone(zone_name))
     return aware, int(aware.utcoffset().total_seconds() // 60)
 
 
@@ -130,9 +133,12 @@ def _video(media: Media, path: Path, outcome: Outcome, workdir: Path) -> None:
     outcome.fields.update(width=info.width, height=info.height, duration=info.duration)
     outcome.details.update(video_codec=info.video_codec, audio_codec=info.audio_codec, fps=info.fps,
                            rotation=info.rotation, container=info.container, bitrate=info.bitrate)
-    created_at = getattr(info, "created_at", None)  # the container's creation_time, when recorded
-    if created_at is not None and media.taken_at_estimated:
-        outcome.fields.update(taken_at=created_at, taken_at_estimated=False)
+    zone = _apply_location(outcome, info.latitude, info.longitude, None)
+    if info.created_at is not None:
+        # Containers record UTC; the local offset comes from the GPS zone or the owner's.
+        local = info.created_at.astimezone(_zone(zone or media.owner.time_zone))
+        outcome.fields.update(taken_at=info.created_at, taken_at_estimated=False,
+                              taken_at_offset_minutes=int(local.utcoffset().total_seconds() // 60))
     outcome.outputs += [(v.level, v.width, v.height, v.content_type, "webp", v.data)
                         for v in render_variants_from_image(poster)]
     existing = set(media.variants.values_list("level", flat=True))
@@ -143,7 +149,8 @@ def _video(media: Media, path: Path, outcome: Outcome, workdir: Path) -> None:
     if settings.VIDEO_TRANSCODE and "webm" not in existing and not browser_playable(info):
         webm = workdir / "play.webm"
         transcode_webm(path, webm)
-        outcome.outputs.append(("webm", info.width, info.height, "video/webm", "webm", webm))
+        made = probe_video(webm)  # the transcode may have scaled it down
+        outcome.outputs.append(("webm", made.width, made.height, "video/webm", "webm", webm))
 
 
 def _audio(media: Media, path: Path, outcome: Outcome) -> None:
