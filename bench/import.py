@@ -46,6 +46,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--photos", type=int, default=60)
     parser.add_argument("--concurrency", type=int, default=os.cpu_count() or 2)
+    parser.add_argument("--processes", type=int, default=1, help="worker processes, each with --concurrency threads")
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="chipmunk-bench-import-"))
@@ -57,7 +58,7 @@ def main() -> None:
         jpeg = source.read_bytes()
         for i in range(args.photos):
             (folder / f"IMG_{i:04d}.jpg").write_bytes(with_comment(jpeg, f"bench photo {i}"))
-        print(f"{args.photos} photos of {len(jpeg) / 1e6:.1f} MB, 4000x3000, worker concurrency {args.concurrency}")
+        print(f"{args.photos} photos of {len(jpeg) / 1e6:.1f} MB, 4000x3000, {args.processes} worker process(es) of {args.concurrency} thread(s)")
 
         data = work / "data"
         env = {**os.environ, "CHIPMUNK_DATA_DIR": str(data), "JOBS_MODE": "queue", "LOG_LEVEL": "warning",
@@ -68,8 +69,8 @@ def main() -> None:
         started = time.perf_counter()
         manage(env, "import_folder", str(folder), "--user", "bench")
         ingested = time.perf_counter()
-        worker = subprocess.Popen([sys.executable, "manage.py", "worker", "--concurrency", str(args.concurrency),
-                                   "--poll", "0.05"], cwd=ROOT, env=env)
+        workers = [subprocess.Popen([sys.executable, "manage.py", "worker", "--concurrency", str(args.concurrency),
+                                     "--poll", "0.05"], cwd=ROOT, env=env) for _ in range(args.processes)]
         db = sqlite3.connect(data / "chipmunk.sqlite3", timeout=30)
         try:
             while True:
@@ -81,8 +82,10 @@ def main() -> None:
                 time.sleep(0.05)
             done = time.perf_counter()
         finally:
-            worker.terminate()
-            worker.wait(timeout=60)
+            for worker in workers:
+                worker.terminate()
+            for worker in workers:
+                worker.wait(timeout=60)
         ready = db.execute("select count(*) from gallery_media where status = 'ready'").fetchone()[0]
         variants = db.execute("select count(*) from gallery_variant").fetchone()[0]
         db.close()

@@ -249,6 +249,16 @@ FILE_UPLOAD_MAX_MEMORY_SIZE = env_bytes("FILE_UPLOAD_MAX_MEMORY_SIZE", "4MiB")
 DATA_UPLOAD_MAX_MEMORY_SIZE = FILE_UPLOAD_MAX_MEMORY_SIZE
 FILE_UPLOAD_TEMP_DIR = str(DATA_DIR / "tmp")
 Path(FILE_UPLOAD_TEMP_DIR).mkdir(parents=True, exist_ok=True)
+# Resumable uploads (tus at /api/v1/uploads/, direct-to-S3 at /api/v1/direct-uploads/).
+TUS_MAX_SIZE = env_bytes("TUS_MAX_SIZE", "50GB")
+# An upload nobody touches for this long expires: its bytes go, its reservation is released.
+UPLOAD_EXPIRY_HOURS = env_int("UPLOAD_EXPIRY_HOURS", 24, minimum=1)
+# S3 multipart part sizes (tus through us / presigned direct parts); grown to fit 10,000 parts.
+TUS_S3_PART_SIZE = env_bytes("TUS_S3_PART_SIZE", "8MiB")
+DIRECT_UPLOAD_PART_SIZE = env_bytes("DIRECT_UPLOAD_PART_SIZE", "16MiB")
+for _name in ("TUS_S3_PART_SIZE", "DIRECT_UPLOAD_PART_SIZE"):
+    if not 5 * 2**20 <= globals()[_name] <= 5 * 2**30:
+        raise ImproperlyConfigured(f"{_name} must be between 5MiB and 5GiB (S3's part limits)")
 
 # --- Background jobs ---------------------------------------------------------------------
 # "inline" runs jobs in the caller after commit (tests); "queue" stores them for the worker.
@@ -319,6 +329,8 @@ if not (DELIVERY_ACCEL_PREFIX.startswith("/") and DELIVERY_ACCEL_PREFIX.endswith
 DELIVERY_PRESIGN_SECONDS = env_int("DELIVERY_PRESIGN_SECONDS", 300, minimum=1)
 if DELIVERY_MODE == "redirect" and STORAGE_BACKEND != "s3":
     raise ImproperlyConfigured("DELIVERY_MODE=redirect needs STORAGE_BACKEND=s3: local files have no presigned URLs")
+if DELIVERY_MODE == "x-accel" and STORAGE_BACKEND != "local":
+    raise ImproperlyConfigured("DELIVERY_MODE=x-accel needs STORAGE_BACKEND=local: nginx serves files from the media root")
 
 
 def env_fraction(name: str, default: str) -> float:

@@ -44,7 +44,10 @@ from gallery.storage import is_s3, media_storage
 
 logger = logging.getLogger(__name__)
 
-CHUNK_SIZE = 256 * 1024
+# Bytes held per response in flight. Each chunk costs a thread hop; at 256 KiB uvicorn
+# delivered 0.66 of nginx's throughput on a 1 GiB file, at 1 MiB about the same as nginx
+# (bench/stream.py).
+CHUNK_SIZE = 1024 * 1024
 ORIGINAL_LEVEL = "0"
 VARIANT_CACHE_CONTROL = "private, max-age=31536000, immutable"
 ORIGINAL_CACHE_CONTROL = "private, no-cache"
@@ -184,8 +187,8 @@ def _stream_response(request: HttpRequest, storage: Storage, target: Target,
                      decision: ranges.Decision, headers: dict[str, str]) -> StreamingHttpResponse:
     send_body = request.method != "HEAD" and decision.status in (200, 206)
     chunks: Iterator[bytes] = _body(_source(storage, target), decision) if send_body else iter(())
-    # A streaming response even when empty: Django would add "Content-Length: 0" to a plain
-    # 304, which RFC 9110 §8.6 forbids, and to HEAD answers it would lose ours.
+    # A streaming response even when empty: CommonMiddleware adds "Content-Length: 0" to a
+    # plain 304, which RFC 9110 §8.6 forbids (it must be absent or the 200's length).
     if isinstance(request, ASGIRequest):
         response = StreamingHttpResponse(_in_threads(chunks), status=decision.status)
     else:

@@ -1,0 +1,239 @@
+"""gallery.blobcache: LRU with per-owner shares, single fetch under concurrency, crash safety."""
+
+from __future__ import annotations
+
+import multiprocessing
+import threading
+import time
+import zlib
+from pathlib import Path
+
+import pytest
+
+from gallery import blobcache
+from gallery.blobcache import BlobCache
+
+BLOCK = 1000
+
+
+@pytest.fixture(autouse=True)
+def _touch_every_time(monkeypatch):
+    # LRU order is what these tests check; the production throttle would hide touches.
+    monkeypatch.setattr(blobcache, "TOUCH_INTERVAL", 0.0)
+
+
+class Origin:
+    """A fake remote store of objects made of a repeated byte, counting what it is asked."""
+
+    def __init__(self) -> None:
+        self.requests: list[tuple[int, int]] = []
+
+    def fetch_for(self, key: str):
+        def fetch(first: int, last: int, out) -> int:
+            self.requests.append((first, last))
+            out.write(content(key)[first:last + 1])
+            return last - first + 1
+        return fetch
+
+
+def content(key: str, size: int = 10 * BLOCK) -> bytes:
+    seed = zlib.crc32(key.encode())
+    return bytes((seed + i) % 251 for i in range(size))
+
+
+def read(cache: BlobCache, origin: Origin, key: str, index: int = 0, owner: str = "alice",
+         size: int = 10 * BLOCK) -> bytes:
+    handle = cache.open_block(key=key, index=index, size=size, owner=owner, fetch=origin.fetch_for(key))
+    assert handle is not None
+    with handle:
+        return handle.read()
+
+
+def new_cache(root: Path, capacity: int = 4 * BLOCK, share: float = 1.0) -> BlobCache:
+    return BlobCache(root, capacity=capacity, user_share=int(capacity * share), block_size=BLOCK)
+
+
+def cached_keys(cache: BlobCache) -> set[str]:
+    return {row[0] for row in cache._db().execute("SELECT path FROM entries")}
+
+
+def test_miss_then_hit(tmp_path):
+    cache, origin = new_cache(tmp_path), Origin()
+    assert read(cache, origin, "a", index=3) == content("a")[3 * BLOCK:4 * BLOCK]
+    assert read(cache, origin, "a", index=3) == content("a")[3 * BLOCK:4 * BLOCK]
+    assert origin.requests == [(3 * BLOCK, 4 * BLOCK - 1)]
+    stats = cache.stats()
+    assert (stats["hits"], stats["misses"], stats["entries"], stats["bytes"]) == (1, 1, 1, BLOCK)
+
+
+def test_last_block_is_short(tmp_path):
+    cache, origin = new_cache(tmp_path), Origin()
+    size = 2 * BLOCK + 7
+    handle = cache.open_block(key="k", index=2, size=size, owner="alice", fetch=origin.fetch_for("k"))
+    assert handle.read() == content("k")[2 * BLOCK:size]
+    handle.close()
+    assert origin.requests == [(2 * BLOCK, size - 1)]
+
+
+def test_least_recently_used_goes_first(tmp_path):
+    cache, origin = new_cache(tmp_path, capacity=3 * BLOCK), Origin()
+    for key in ("a", "b", "c"):
+        read(cache, origin, key)
+        time.sleep(0.01)
+    read(cache, origin, "a")  # a is now more recent than b
+    time.sleep(0.01)
+    read(cache, origin, "d")
+    origin.requests.clear()
+    for key in ("a", "c", "d"):
+        read(cache, origin, key)
+    assert origin.requests == []
+    read(cache, origin, "b")
+    assert origin.requests == [(0, BLOCK - 1)]
+    assert cache.stats()["bytes"] <= 3 * BLOCK
+
+
+def test_an_owner_over_their_share_evicts_their_own_blocks(tmp_path):
+    cache, origin = new_cache(tmp_path, capacity=8 * BLOCK, share=0.5), Origin()
+    for i in range(3):
+        read(cache, origin, f"bob-{i}", owner="bob")
+        time.sleep(0.01)
+    for i in range(10):  # alice streams a long video, way past her share
+        read(cache, origin, f"alice-{i}", owner="alice")
+        time.sleep(0.01)
+    usage = cache.usage_by_owner()
+    assert usage == {"alice": 4 * BLOCK, "bob": 3 * BLOCK}
+    origin.requests.clear()
+    for i in range(3):
+        read(cache, origin, f"bob-{i}", owner="bob")
+    for i in range(6, 10):
+        read(cache, origin, f"alice-{i}", owner="alice")
+    assert origin.requests == []  # bob kept everything, alice her four latest
+
+
+def test_blocks_larger_than_a_share_are_not_cached(tmp_path):
+    cache, origin = new_cache(tmp_path, capacity=2 * BLOCK, share=0.25), Origin()
+    assert cache.open_block(key="x", index=0, size=10 * BLOCK, owner="alice", fetch=origin.fetch_for("x")) is None
+    assert origin.requests == [] and cache.stats()["bypassed"] == 1
+
+
+def test_concurrent_misses_fetch_once_across_threads_and_processes(tmp_path):
+    log = tmp_path / "fetches.log"
+    # spawn, not fork: other tests leave threads (moto, uvicorn) that a fork would copy mid-lock.
+    spawn = multiprocessing.get_context("spawn")
+    start = spawn.Barrier(6)  # everyone asks at the same moment, once the processes are up
+    procs = [spawn.Process(target=_slow_reader, args=(tmp_path, log, start)) for _ in range(2)]
+    threads = [threading.Thread(target=_slow_reader, args=(tmp_path, log, start)) for _ in range(4)]
+    for worker in procs + threads:
+        worker.start()
+    for worker in threads:
+        worker.join(30)
+    for proc in procs:
+        proc.join(30)
+        assert proc.exitcode == 0
+    assert log.read_text().count("fetch\n") == 1
+    assert (tmp_path / "ok").read_text().count("ok\n") == 6
+
+
+def _slow_reader(root: Path, log: Path, start) -> None:
+    cache = new_cache(root / "cache")
+    start.wait(30)
+
+    def fetch(first: int, last: int, out) -> int:
+        with open(log, "a") as f:
+            f.write("fetch\n")
+        time.sleep(0.3)
+        out.write(content("shared")[first:last + 1])
+        return last - first + 1
+
+    handle = cache.open_block(key="shared", index=1, size=10 * BLOCK, owner="alice", fetch=fetch)
+    assert handle.read() == content("shared")[BLOCK:2 * BLOCK]
+    handle.close()
+    with open(root / "ok", "a") as f:
+        f.write("ok\n")
+
+
+def test_a_failed_or_short_fetch_leaves_nothing_behind(tmp_path):
+    cache, origin = new_cache(tmp_path), Origin()
+
+    def broken(first, last, out):
+        out.write(b"x" * 10)
+        raise ConnectionError("S3 went away")
+
+    def short(first, last, out):
+        out.write(b"x" * 10)
+        return 10
+
+    with pytest.raises(ConnectionError):
+        cache.open_block(key="a", index=0, size=10 * BLOCK, owner="alice", fetch=broken)
+    with pytest.raises(OSError):
+        cache.open_block(key="a", index=0, size=10 * BLOCK, owner="alice", fetch=short)
+    assert list((tmp_path / "tmp").iterdir()) == []
+    assert [p for p in (tmp_path / "blobs").rglob("*") if p.is_file()] == []
+    assert cached_keys(cache) == set()
+    assert read(cache, origin, "a") == content("a")[:BLOCK]
+
+
+def test_a_block_of_the_wrong_size_is_refetched(tmp_path):
+    cache, origin = new_cache(tmp_path), Origin()
+    read(cache, origin, "a")
+    [path] = [p for p in (tmp_path / "blobs").rglob("*") if p.is_file()]
+    path.write_bytes(b"truncated")
+    assert read(cache, origin, "a") == content("a")[:BLOCK]
+    assert len(origin.requests) == 2
+
+
+def test_survives_a_restart_and_rebuilds_a_lost_or_broken_index(tmp_path):
+    origin = Origin()
+    cache = new_cache(tmp_path)
+    read(cache, origin, "a", owner="alice")
+    read(cache, origin, "b", owner="bob")
+    cache._close_db()
+
+    restarted = new_cache(tmp_path)
+    read(restarted, origin, "a", owner="alice")
+    assert len(origin.requests) == 2
+    restarted._close_db()
+
+    (tmp_path / "index.sqlite3").unlink()
+    for suffix in ("-wal", "-shm"):
+        Path(f"{tmp_path / 'index.sqlite3'}{suffix}").unlink(missing_ok=True)
+    rebuilt = new_cache(tmp_path)
+    assert rebuilt.usage_by_owner() == {"alice": BLOCK, "bob": BLOCK}
+    rebuilt._close_db()
+
+    (tmp_path / "index.sqlite3").write_bytes(b"this is not a database" * 100)
+    for suffix in ("-wal", "-shm"):
+        Path(f"{tmp_path / 'index.sqlite3'}{suffix}").unlink(missing_ok=True)
+    repaired = new_cache(tmp_path)
+    assert repaired.usage_by_owner() == {"alice": BLOCK, "bob": BLOCK}
+    read(repaired, origin, "b", owner="bob")
+    assert len(origin.requests) == 2
+
+
+def test_a_smaller_capacity_at_restart_evicts_and_stale_temp_files_go(tmp_path, monkeypatch):
+    cache, origin = new_cache(tmp_path, capacity=4 * BLOCK), Origin()
+    for key in "abcd":
+        read(cache, origin, key)
+        time.sleep(0.01)
+    stale = tmp_path / "tmp" / "half-written.123.abc"
+    stale.write_bytes(b"x")
+    monkeypatch.setattr(blobcache, "STALE_TEMP_SECONDS", -1)
+    cache._close_db()
+    smaller = new_cache(tmp_path, capacity=2 * BLOCK)
+    assert smaller.stats()["bytes"] == 2 * BLOCK
+    assert not stale.exists()
+    origin.requests.clear()
+    read(smaller, origin, "c")
+    read(smaller, origin, "d")
+    assert origin.requests == []
+
+
+def test_cache_stats_follows_settings(settings, tmp_path):
+    settings.BLOB_CACHE_BYTES = 0
+    assert blobcache.cache_stats() == {"enabled": False}
+    settings.BLOB_CACHE_DIR = tmp_path / "c"
+    settings.BLOB_CACHE_BYTES = 10 * BLOCK
+    settings.BLOB_CACHE_USER_SHARE = 0.3
+    stats = blobcache.cache_stats()
+    assert stats["enabled"] and stats["capacity_bytes"] == 10 * BLOCK and stats["user_share_bytes"] == 3 * BLOCK
+    assert (tmp_path / "c" / "index.sqlite3").exists()
