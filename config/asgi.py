@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import os
 
-from django.core.asgi import get_asgi_application
+import django
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
-django_asgi_app = get_asgi_application()
+django.setup(set_prefix=False)
+
+from media_api.streaming import StreamingUploadASGIHandler  # noqa: E402  (needs Django set up first)
+
+# Django's handler, except that upload bodies stream to the view instead of being spooled.
+django_asgi_app = StreamingUploadASGIHandler()
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402  (needs Django set up first)
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402

@@ -47,3 +47,43 @@ class ProtectedAlbum(ChipmunkError):
 class StorageUnavailable(ChipmunkError):
     code = "storage_unavailable"
     status = 503
+
+
+# --- Uploads (gallery.tus, gallery.direct_uploads); statuses follow the tus protocol ---
+class OffsetMismatch(Conflict):
+    code = "offset_mismatch"
+
+
+class UploadBusy(Conflict):
+    """Another request is writing this upload right now (it holds the upload's lease)."""
+
+    code = "upload_busy"
+
+
+class UploadExpired(ChipmunkError):
+    code = "upload_expired"
+    status = 410
+
+
+class ChecksumMismatch(ChipmunkError):
+    code = "checksum_mismatch"
+    status = 460
+
+
+class TooLarge(ChipmunkError):
+    code = "too_large"
+    status = 413
+
+
+class UnsupportedVersion(ChipmunkError):
+    code = "unsupported_version"
+    status = 412
+
+
+class UnsupportedMediaType(ChipmunkError):
+    code = "unsupported_media_type"
+    status = 415
+
+
+class DirectUploadUnavailable(Conflict):
+    code = "direct_upload_unavailable"

@@ -272,3 +272,80 @@ class Job(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} {self.payload} [{self.state}]"
+
+
+class UploadQuerySet(models.QuerySet):
+    def owned_by(self, user) -> UploadQuerySet:
+        if not getattr(user, "is_authenticated", False):
+            return self.none()
+        return self.filter(owner=user)
+
+
+class Upload(models.Model):
+    """An upload in flight: tus (the bytes pass through us) or direct (the client PUTs to S3).
+
+    The row is the whole state, so any web process can continue any upload. `length` bytes
+    are reserved against the owner's quota from creation until the upload leaves `active`
+    (completed, terminated, expired, failed); that transition happens under this row's lock,
+    so a reservation is released exactly once. A PATCH holds the lease (lease_token,
+    lease_until) while it streams, which is what keeps two PATCHes from interleaving bytes.
+    """
+
+    class Kind(models.TextChoices):
+        TUS = "tus"
+        DIRECT = "direct"
+
+    class State(models.TextChoices):
+        ACTIVE = "active"
+        COMPLETED = "completed"
+        TERMINATED = "terminated"
+        EXPIRED = "expired"
+        FAILED = "failed"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="uploads")
+    kind = models.CharField(max_length=8, choices=Kind.choices, default=Kind.TUS)
+    state = models.CharField(max_length=16, choices=State.choices, default=State.ACTIVE)
+    length = models.BigIntegerField()
+    offset = models.BigIntegerField(default=0)
+    metadata = models.JSONField(default=dict, blank=True)
+    filename = models.CharField(max_length=255)
+    filetype = models.CharField(max_length=127, blank=True, default="")
+    album = models.ForeignKey(Album, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    # The id the media gets if this upload creates one, and the key its original will have.
+    new_media_id = models.UUIDField(default=uuid.uuid4, editable=False)
+    target_key = models.CharField(max_length=512)
+    # Local disk: the part file bytes are appended to. S3: unused (parts go to target_key).
+    part_key = models.CharField(max_length=512, blank=True, default="")
+    s3_upload_id = models.CharField(max_length=1024, blank=True, default="")
+    part_size = models.BigIntegerField(default=0)
+    # Uploaded S3 parts: [{"number": 1, "etag": "...", "size": 8388608}, ...]
+    parts = models.JSONField(default=list, blank=True)
+    # S3: the bytes after the last full part, kept as an object until the next PATCH.
+    tail_key = models.CharField(max_length=512, blank=True, default="")
+    tail_size = models.BigIntegerField(default=0)
+    # tus: the SHA-256 of the bytes once complete. Direct: what the client claimed.
+    sha256 = models.CharField(max_length=64, blank=True, default="")
+    lease_token = models.CharField(max_length=32, blank=True, default="", editable=False)
+    lease_until = models.DateTimeField(null=True, blank=True)
+    expires_at = models.DateTimeField()
+    media = models.ForeignKey(Media, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    error = models.TextField(blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = UploadQuerySet.as_manager()
+
+    class Meta:
+        indexes = [models.Index(fields=["state", "expires_at"], name="upload_state_expiry")]
+        constraints = [
+            models.CheckConstraint(condition=Q(offset__gte=0) & Q(offset__lte=models.F("length")),
+                                   name="upload_offset_within_length"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} upload {self.filename} {self.offset}/{self.length} [{self.state}]"
+
+    @property
+    def is_complete(self) -> bool:
+        return self.offset == self.length

@@ -75,6 +75,11 @@ def sha256_of(stream: IO[bytes]) -> str:
     return digest.hexdigest()
 
 
+def clean_filename(filename: str | None) -> str:
+    """A file name safe to keep and show: no path separators, at most 255 characters."""
+    return (filename or "").strip().replace("/", "_").replace("\\", "_")[:255] or "upload"
+
+
 def media_ingest(*, owner: User, stream: IO[bytes], size: int, filename: str,
                  content_type: str | None = None) -> IngestResult:
     """Store an uploaded file as a new media of `owner` and queue its processing.
@@ -82,7 +87,7 @@ def media_ingest(*, owner: User, stream: IO[bytes], size: int, filename: str,
     The quota is checked before any byte is stored. A file the owner already has (same
     SHA-256) resolves to the existing media and nothing new is stored.
     """
-    filename = (filename or "").strip().replace("/", "_").replace("\\", "_")[:255] or "upload"
+    filename = clean_filename(filename)
     quota_check(user=owner, requested=size)
     sha256 = sha256_of(stream)
     existing = Media.objects.filter(owner=owner, sha256=sha256).order_by("created_at").first()
@@ -90,33 +95,58 @@ def media_ingest(*, owner: User, stream: IO[bytes], size: int, filename: str,
         return IngestResult(media=existing, created=False)
 
     media_id = uuid.uuid4()
-    content_type = guess_content_type(filename, content_type)
     storage = media_storage()
     key = storage.save(original_key(user_id=owner.pk, media_id=media_id, filename=filename), stream)
     try:
-        media = _media_record(owner=owner, media_id=media_id, key=key, size=size, sha256=sha256,
+        result = media_record(owner=owner, media_id=media_id, key=key, size=size, sha256=sha256,
                               filename=filename, content_type=content_type)
     except BaseException:
         storage.delete(key)  # nothing may stay behind for a media that does not exist
         raise
-    return IngestResult(media=media, created=True)
+    if not result.created:  # the same bytes arrived meanwhile by another request
+        storage.delete(key)
+    return result
 
 
 @transaction.atomic
-def _media_record(*, owner: User, media_id: uuid.UUID, key: str, size: int, sha256: str,
-                  filename: str, content_type: str) -> Media:
-    # The row lock serialises quota accounting per user; the check is repeated under it.
+def media_record(*, owner: User, media_id: uuid.UUID, key: str, size: int, sha256: str, filename: str,
+                 content_type: str | None, reserved: int = 0, album: Album | None = None,
+                 dedup: bool = True, status: str = Media.Status.PENDING) -> IngestResult:
+    """Record stored bytes as a media of `owner`: the one place media rows are created.
+
+    Under a lock on the user row: with `dedup`, a file the owner already has (same SHA-256)
+    resolves to the existing media (created=False; the caller deletes its bytes); otherwise
+    the size counts as used. `reserved` bytes of the owner's reservation (an upload's) are
+    released either way. A pending media has its processing queued after commit.
+    """
+    # The row lock serialises quota accounting and dedup per user; checks are repeated under it.
     locked = User.objects.select_for_update().get(pk=owner.pk)
-    quota_check(user=locked, requested=size)
+    existing = None
+    if dedup:
+        existing = Media.objects.filter(owner=locked, sha256=sha256).order_by("created_at").first()
+    if existing is not None:
+        if reserved:
+            User.objects.filter(pk=owner.pk).update(reserved_bytes=F("reserved_bytes") - reserved)
+        if album is not None:
+            album.media.add(existing)
+        return IngestResult(media=existing, created=False)
+    if size > reserved:
+        quota_check(user=locked, requested=size - reserved)
+    filename = clean_filename(filename)
+    content_type = guess_content_type(filename, content_type)
     media = Media.objects.create(
         id=media_id, owner=locked, kind=kind_for(content_type, filename), original_filename=filename,
-        content_type=content_type, size=size, sha256=sha256, status=Media.Status.PENDING, original_key=key,
+        content_type=content_type, size=size, sha256=sha256, status=status, original_key=key,
     )
-    User.objects.filter(pk=owner.pk).update(used_bytes=F("used_bytes") + size)
-    # Announce first: on-commit callbacks run in order, and inline jobs run as one of them.
+    User.objects.filter(pk=owner.pk).update(used_bytes=F("used_bytes") + size,
+                                            reserved_bytes=F("reserved_bytes") - reserved)
+    if album is not None:
+        album.media.add(media)
+    # The event first: callbacks run in order, and inline jobs (tests) run in theirs.
     events.send_after_commit(owner.pk, "media.created", media_id=str(media.pk), status=media.status)
-    media_queue_processing(media=media)
-    return media
+    if status == Media.Status.PENDING:
+        media_queue_processing(media=media)
+    return IngestResult(media=media, created=True)
 
 
 def media_queue_processing(*, media: Media) -> None:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
-from gallery import processing
-from gallery.jobs import job
+from gallery import direct_uploads, processing, uploads
+from gallery.jobs import job, periodic
+
+log = logging.getLogger(__name__)
 
 
 def _processing_failed(payload: dict[str, Any], error: str) -> None:
@@ -15,3 +18,19 @@ def _processing_failed(payload: dict[str, Any], error: str) -> None:
 @job("process_media", on_failure=_processing_failed)
 def process_media(*, media_id: str) -> None:
     processing.media_process(media_id=media_id)
+
+
+def _verification_failed(payload: dict[str, Any], error: str) -> None:
+    processing.media_mark_failed(media_id=payload["media_id"], error=f"checking the uploaded bytes failed: {error}")
+
+
+@job("verify_direct_upload", on_failure=_verification_failed)
+def verify_direct_upload(*, media_id: str) -> None:
+    direct_uploads.direct_upload_verify(media_id=media_id)
+
+
+@periodic("uploads_cleanup", every_seconds=15 * 60)
+def uploads_cleanup() -> None:
+    report = uploads.uploads_cleanup()
+    if report.expired or report.completed or report.orphans or report.errors:
+        log.info("uploads cleanup: %s", report)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.urls import reverse
 from rest_framework import serializers
 
-from gallery.models import Media
+from gallery.models import Media, Upload
 
 
 def media_file_url(media: Media, level: str) -> str:
@@ -57,3 +57,37 @@ class MediaUploadSerializer(serializers.Serializer):
 class MediaListQuerySerializer(serializers.Serializer):
     sha256 = serializers.RegexField(r"^[0-9a-fA-F]{64}$", required=False)
     kind = serializers.ChoiceField(choices=Media.Kind.choices, required=False)
+
+
+SHA256_PATTERN = r"^[0-9a-fA-F]{64}$"
+
+
+class MediaExistsSerializer(serializers.Serializer):
+    sha256 = serializers.ListField(child=serializers.RegexField(SHA256_PATTERN), max_length=1000, allow_empty=True)
+
+
+class DirectUploadCreateSerializer(serializers.Serializer):
+    filename = serializers.CharField(max_length=255)
+    size = serializers.IntegerField(min_value=1)
+    content_type = serializers.CharField(max_length=127, required=False, allow_blank=True, default="")
+    sha256 = serializers.RegexField(SHA256_PATTERN)
+    album = serializers.IntegerField(required=False, allow_null=True, default=None)
+
+
+class DirectUploadPartSerializer(serializers.Serializer):
+    number = serializers.IntegerField(min_value=1, max_value=10_000)
+    etag = serializers.CharField(max_length=256)
+
+
+class DirectUploadCompleteSerializer(serializers.Serializer):
+    parts = DirectUploadPartSerializer(many=True, allow_empty=False)
+
+
+class DirectUploadSerializer(serializers.ModelSerializer):
+    size = serializers.IntegerField(source="length")
+    media_id = serializers.UUIDField(allow_null=True)
+
+    class Meta:
+        model = Upload
+        fields = ["id", "state", "size", "part_size", "filename", "sha256", "expires_at", "media_id"]
+        read_only_fields = fields

@@ -7,11 +7,16 @@ from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import api_view
 from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
+from rest_framework.reverse import reverse
 
+from gallery import direct_uploads
 from gallery.exceptions import QuotaExceeded
-from gallery.models import Media
+from gallery.models import Media, Upload
 from gallery.services import media_delete, media_ingest, quota_check
-from media_api.serializers import MediaListQuerySerializer, MediaSerializer, MediaUploadSerializer
+from gallery.uploads import album_for, upload_get_for, upload_terminate
+from media_api.serializers import (DirectUploadCompleteSerializer, DirectUploadCreateSerializer,
+                                   DirectUploadSerializer, MediaExistsSerializer, MediaListQuerySerializer,
+                                   MediaSerializer, MediaUploadSerializer)
 
 # A multipart body carries a few hundred bytes of framing around the file; a body larger
 # than the free space by more than this cannot hold a file that fits.
@@ -70,6 +75,55 @@ class MediaViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Dest
 
     def perform_destroy(self, instance: Media) -> None:
         media_delete(media=instance)
+
+
+@api_view(["POST"])
+def media_exists(request):
+    """Which of these SHA-256s the caller already has, so a phone skips what the server holds."""
+    query = MediaExistsSerializer(data=request.data)
+    query.is_valid(raise_exception=True)
+    wanted = {sha.lower() for sha in query.validated_data["sha256"]}
+    found = dict(Media.objects.owned_by(request.user).filter(sha256__in=wanted).values_list("sha256", "id"))
+    return Response({"exists": sorted(found), "missing": sorted(wanted - found.keys()),
+                     "media": {sha: str(media_id) for sha, media_id in sorted(found.items())}})
+
+
+@api_view(["POST"])
+def direct_upload_create(request):
+    """Reserve the size and hand out presigned part URLs (S3 storage only; 409 on local disk)."""
+    data = DirectUploadCreateSerializer(data=request.data)
+    data.is_valid(raise_exception=True)
+    fields = data.validated_data
+    plan = direct_uploads.direct_upload_create(
+        owner=request.user, filename=fields["filename"], size=fields["size"], content_type=fields["content_type"],
+        sha256=fields["sha256"], album=album_for(owner=request.user, album_id=fields["album"]))
+    url = reverse("direct-upload", args=[plan.upload.pk], request=request)
+    return Response({**DirectUploadSerializer(plan.upload).data, "parts": plan.parts,
+                     "complete_url": url + "complete", "url": url}, status=status.HTTP_201_CREATED)
+
+
+@api_view(["GET", "DELETE"])
+def direct_upload_detail(request, upload_id):
+    """GET: where the upload stands (and its media once complete). DELETE: abort it."""
+    upload = upload_get_for(user=request.user, upload_id=upload_id, kind=Upload.Kind.DIRECT)
+    if request.method == "DELETE":
+        upload_terminate(upload=upload)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+    return Response(DirectUploadSerializer(upload).data)
+
+
+@api_view(["POST"])
+def direct_upload_complete(request, upload_id):
+    """Complete the multipart upload after the client PUT every part; records the media."""
+    upload = upload_get_for(user=request.user, upload_id=upload_id, kind=Upload.Kind.DIRECT)
+    data = DirectUploadCompleteSerializer(data=request.data)
+    data.is_valid(raise_exception=True)
+    result = direct_uploads.direct_upload_complete(upload=upload, parts=data.validated_data["parts"])
+    upload.refresh_from_db()
+    media = Media.objects.owned_by(request.user).prefetch_related("variants").filter(pk=upload.media_id).first()
+    return Response({"upload": DirectUploadSerializer(upload).data,
+                     "media": MediaSerializer(media).data if media is not None else None},
+                    status=status.HTTP_201_CREATED if result.created else status.HTTP_200_OK)
 
 
 @api_view(["GET"])

@@ -32,15 +32,28 @@
     return li;
   }
 
+  // Events for one media come in bursts (created, processing, ready); their fetches may
+  // finish out of order, so only the newest fetch per media may touch the page.
+  const latest = new Map();
+
+  function find(id) {
+    return grid.querySelector(`[data-id="${CSS.escape(id)}"]`);
+  }
+
   async function refresh(id, removed) {
-    const old = grid.querySelector(`[data-id="${CSS.escape(id)}"]`);
+    const ticket = (latest.get(id) || 0) + 1;
+    latest.set(id, ticket);
     if (removed) {
+      const old = find(id);
       if (old) old.remove();
       return;
     }
     const response = await fetch(`/api/v1/media/${encodeURIComponent(id)}/`, {credentials: "same-origin"});
-    if (!response.ok) return;
-    const fresh = tile(await response.json());
+    if (!response.ok || latest.get(id) !== ticket) return;
+    const media = await response.json();
+    if (latest.get(id) !== ticket) return;
+    const fresh = tile(media);
+    const old = find(id);
     if (old) {
       old.replaceWith(fresh);
     } else {

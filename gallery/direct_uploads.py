@@ -1,0 +1,172 @@
+"""Direct-to-object-store uploads: the client PUTs parts to presigned S3 URLs, we never see the bytes.
+
+1. direct_upload_create reserves the size against the quota (as tus does), starts a
+   multipart upload at the original's key and presigns one URL per part (we pick the size).
+2. The client PUTs the parts, then direct_upload_complete completes the multipart upload,
+   checks the object's size with HEAD and records the media in status `uploading`.
+3. The client's SHA-256 is a claim until checked: the job verify_direct_upload streams the
+   object once (in the worker, not the web process), corrects the recorded SHA-256 when the
+   claim was wrong, resolves to the media the owner already has when the bytes are a
+   duplicate, and only then queues processing. Until then the media's sha256 is the claim.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from botocore.exceptions import ClientError
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from gallery import events, jobs
+from gallery.exceptions import DirectUploadUnavailable, InvalidInput, NotFound, StorageUnavailable, TooLarge
+from gallery.models import Album, Media, Upload, User
+from gallery.services import IngestResult, media_delete, media_queue_processing, media_record
+from gallery.storage import is_s3
+from gallery.uploads import STORAGE_ERRORS, part_size_for, s3_client, upload_close, upload_reserve
+
+log = logging.getLogger(__name__)
+
+# SigV4 presigned URLs live at most a week.
+MAX_PRESIGN_SECONDS = 7 * 24 * 3600
+
+
+@dataclass
+class DirectUploadPlan:
+    upload: Upload
+    part_size: int
+    parts: list[dict[str, Any]]  # [{"number": 1, "url": "...", "size": 16777216}, ...]
+
+
+def direct_upload_create(*, owner: User, filename: str, size: int, content_type: str, sha256: str,
+                         album: Album | None = None) -> DirectUploadPlan:
+    """Reserve `size` bytes and hand out presigned part URLs (S3 storage only)."""
+    if not is_s3():
+        raise DirectUploadUnavailable("this server stores media on local disk, so there is no object store "
+                                      "to upload to directly; use the tus endpoint /api/v1/uploads/")
+    if size < 1:
+        raise InvalidInput("size must be at least 1 byte")
+    if size > settings.TUS_MAX_SIZE:
+        raise TooLarge(f"{size} bytes is more than this server accepts ({settings.TUS_MAX_SIZE})",
+                       max_size=settings.TUS_MAX_SIZE)
+    part_size = part_size_for(size, settings.DIRECT_UPLOAD_PART_SIZE)
+    upload = upload_reserve(owner=owner, kind=Upload.Kind.DIRECT, length=size, filename=filename,
+                            filetype=content_type, album=album, sha256=sha256.lower(), part_size=part_size)
+    client, bucket = s3_client()
+    try:
+        started = client.create_multipart_upload(Bucket=bucket, Key=upload.target_key,
+                                                 ContentType=content_type or "application/octet-stream")
+        Upload.objects.filter(pk=upload.pk).update(s3_upload_id=started["UploadId"])
+        upload.s3_upload_id = started["UploadId"]
+        seconds = min(MAX_PRESIGN_SECONDS, int((upload.expires_at - timezone.now()).total_seconds()))
+        count = math.ceil(size / part_size)
+        parts = [
+            {"number": n, "size": min(part_size, size - (n - 1) * part_size),
+             "url": client.generate_presigned_url(
+                 "upload_part", ExpiresIn=seconds,
+                 Params={"Bucket": bucket, "Key": upload.target_key, "UploadId": upload.s3_upload_id,
+                         "PartNumber": n})}
+            for n in range(1, count + 1)
+        ]
+    except STORAGE_ERRORS as exc:
+        log.exception("could not start direct upload %s", upload.pk)
+        upload_close(upload_id=upload.pk, state=Upload.State.FAILED, error=str(exc))
+        raise StorageUnavailable(f"the object store failed: {exc}") from exc
+    return DirectUploadPlan(upload=upload, part_size=part_size, parts=parts)
+
+
+def _parts_list(parts: list[dict[str, Any]], expected: int) -> list[dict[str, Any]]:
+    numbers = [p["number"] for p in parts]
+    if numbers != list(range(1, expected + 1)):
+        raise InvalidInput(f"parts must be numbered 1..{expected} in order, each once; got {numbers}")
+    return [{"PartNumber": p["number"], "ETag": p["etag"]} for p in parts]
+
+
+def direct_upload_complete(*, upload: Upload, parts: list[dict[str, Any]]) -> IngestResult:
+    """Complete the multipart upload, check its size and record the media (sha256 unverified yet)."""
+    if upload.state == Upload.State.COMPLETED and upload.media is not None:
+        return IngestResult(media=upload.media, created=False)  # a repeated complete
+    if upload.state != Upload.State.ACTIVE:
+        raise NotFound("no such upload")
+    client, bucket = s3_client()
+    listed = _parts_list(parts, math.ceil(upload.length / upload.part_size))
+    try:
+        client.complete_multipart_upload(Bucket=bucket, Key=upload.target_key, UploadId=upload.s3_upload_id,
+                                         MultipartUpload={"Parts": listed})
+    except client.exceptions.NoSuchUpload:
+        pass  # an earlier attempt completed it; HEAD below tells what is there
+    except ClientError as exc:
+        code = exc.response.get("Error", {}).get("Code", "")
+        if code in ("InvalidPart", "InvalidPartOrder", "EntityTooSmall", "InvalidArgument", "MalformedXML"):
+            raise InvalidInput(f"the object store refused the parts ({code}): {exc}") from exc
+        raise StorageUnavailable(f"the object store failed: {exc}") from exc
+    except STORAGE_ERRORS as exc:
+        raise StorageUnavailable(f"the object store failed: {exc}") from exc
+    try:
+        size = client.head_object(Bucket=bucket, Key=upload.target_key)["ContentLength"]
+    except STORAGE_ERRORS as exc:
+        raise StorageUnavailable(f"the object store failed: {exc}") from exc
+    if size != upload.length:
+        upload_close(upload_id=upload.pk, state=Upload.State.FAILED, extra_files=(upload.target_key,),
+                     error=f"assembled {size} bytes, announced {upload.length}")
+        raise InvalidInput(f"the parts add up to {size} bytes, not the {upload.length} announced; "
+                           "the upload was discarded", size=size, expected=upload.length)
+    with transaction.atomic():
+        locked = Upload.objects.select_for_update(of=("self",)).select_related("owner", "album", "media").get(pk=upload.pk)
+        if locked.state == Upload.State.COMPLETED:
+            return IngestResult(media=locked.media, created=False)
+        if locked.state != Upload.State.ACTIVE:
+            raise NotFound("no such upload")
+        result = media_record(owner=locked.owner, media_id=locked.new_media_id, key=locked.target_key,
+                              size=locked.length, sha256=locked.sha256, filename=locked.filename,
+                              content_type=locked.filetype, reserved=locked.length, album=locked.album,
+                              dedup=False, status=Media.Status.UPLOADING)
+        locked.state = Upload.State.COMPLETED
+        locked.media = result.media
+        locked.save(update_fields=["state", "media", "updated_at"])
+        jobs.enqueue("verify_direct_upload", {"media_id": str(result.media.pk)})
+    return result
+
+
+def direct_upload_verify(*, media_id: uuid.UUID | str) -> None:
+    """Hash a directly uploaded original, correct a wrong claim, dedup, then queue processing.
+
+    Safe to run twice: a media no longer `uploading` was verified already.
+    """
+    media = Media.objects.filter(pk=media_id, status=Media.Status.UPLOADING).first()
+    if media is None:
+        return
+    client, bucket = s3_client()
+    digest = hashlib.sha256()
+    for chunk in client.get_object(Bucket=bucket, Key=media.original_key)["Body"].iter_chunks(1024 * 1024):
+        digest.update(chunk)
+    actual = digest.hexdigest()
+    with transaction.atomic():
+        User.objects.select_for_update().get(pk=media.owner_id)  # serialises dedup per user
+        media = Media.objects.select_for_update().filter(pk=media_id, status=Media.Status.UPLOADING).first()
+        if media is None:
+            return
+        if actual != media.sha256:
+            log.warning("direct upload of media %s claimed sha256 %s but is %s; recorded the truth",
+                        media.pk, media.sha256, actual)
+            media.details = {**media.details, "claimed_sha256": media.sha256}
+            media.sha256 = actual
+        existing = (Media.objects.filter(owner_id=media.owner_id, sha256=actual).exclude(pk=media.pk)
+                    .order_by("created_at").first())
+        if existing is not None:
+            # The owner had these bytes already: the upload resolves to that media.
+            Upload.objects.filter(media=media).update(media=existing)
+            for album in media.albums.all():
+                album.media.add(existing)
+            media_delete(media=media)
+            return
+        media.status = Media.Status.PENDING
+        media.save(update_fields=["sha256", "details", "status", "updated_at"])
+        media_queue_processing(media=media)
+        events.send_after_commit(media.owner_id, "media.updated", media_id=str(media.pk), status=media.status)

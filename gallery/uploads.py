@@ -1,0 +1,284 @@
+"""What tus uploads (gallery.tus) and direct uploads (gallery.direct_uploads) share.
+
+- Creation reserves `length` bytes against the owner's quota under a lock on the user row,
+  so concurrent creations can never push used + reserved past the quota.
+- Leaving `active` (completed, terminated, expired, failed) happens under the upload's row
+  lock and releases the reservation in the same transaction: exactly once.
+- The blobs of an upload that did not complete (local part file, S3 multipart upload, the
+  staged S3 tail) are deleted after commit.
+- uploads_cleanup() expires what nobody touched for UPLOAD_EXPIRY_HOURS, finishes uploads
+  whose bytes all arrived but whose completion was interrupted, and sweeps blobs no row
+  knows of. It never touches an upload that is live (not expired, or leased by a PATCH).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from gallery.exceptions import InvalidInput, NotFound, UploadBusy, UploadExpired
+from gallery.models import Album, Upload, User
+from gallery.services import clean_filename, quota_check
+from gallery.storage import is_s3, media_storage, original_key
+
+log = logging.getLogger(__name__)
+
+MiB = 2**20
+S3_MAX_PARTS = 10_000
+# Rows of finished uploads are kept this long after they expire, so a client asking about
+# one it sent earlier still gets 410 (expired) or its media id rather than 404.
+FINISHED_ROW_RETENTION = timedelta(days=7)
+STORAGE_ERRORS = (ClientError, BotoCoreError, OSError)
+
+
+def upload_expiry() -> datetime:
+    return timezone.now() + timedelta(hours=settings.UPLOAD_EXPIRY_HOURS)
+
+
+def part_size_for(length: int, preferred: int) -> int:
+    """`preferred`, grown (in whole MiB) when the file would need more than 10,000 parts."""
+    needed = math.ceil(length / S3_MAX_PARTS)
+    return max(preferred, math.ceil(needed / MiB) * MiB)
+
+
+def uploads_prefix(user_id: uuid.UUID | str) -> str:
+    # Under the user's library bucket like every other key of theirs.
+    return f"{user_id}/library/uploads/"
+
+
+def s3_client():
+    storage = media_storage()
+    return storage.connection.meta.client, storage.bucket_name
+
+
+def album_for(*, owner: User, album_id: Any) -> Album | None:
+    """The owner's album with this id, None for no id; InvalidInput for anything else."""
+    if album_id in (None, ""):
+        return None
+    try:
+        return Album.objects.get(pk=int(album_id), owner=owner)
+    except (Album.DoesNotExist, ValueError, TypeError):
+        raise InvalidInput(f"no album {album_id!r} of yours") from None
+
+
+@transaction.atomic
+def upload_reserve(*, owner: User, kind: str, length: int, filename: str, filetype: str = "",
+                   album: Album | None = None, metadata: dict[str, str] | None = None, sha256: str = "",
+                   part_size: int = 0) -> Upload:
+    """Create an active upload of `length` bytes, reserving them against the owner's quota."""
+    if length < 0:
+        raise InvalidInput("the length must not be negative")
+    locked = User.objects.select_for_update().get(pk=owner.pk)
+    quota_check(user=locked, requested=length)
+    User.objects.filter(pk=owner.pk).update(reserved_bytes=F("reserved_bytes") + length)
+    filename = clean_filename(filename)
+    upload = Upload(owner=locked, kind=kind, length=length, filename=filename, filetype=filetype[:127],
+                    album=album, metadata=metadata or {}, sha256=sha256, part_size=part_size,
+                    expires_at=upload_expiry())
+    upload.target_key = original_key(user_id=owner.pk, media_id=upload.new_media_id, filename=filename)
+    if kind == Upload.Kind.TUS and not is_s3():
+        upload.part_key = f"{uploads_prefix(owner.pk)}{upload.pk}.part"
+    upload.save()
+    return upload
+
+
+def upload_get_for(*, user: User, upload_id: Any, kind: str) -> Upload:
+    """The caller's upload; NotFound for anyone else's or a terminated one, UploadExpired (410)
+    for an expired one (an active upload past its expiry is expired right here)."""
+    try:
+        upload = Upload.objects.owned_by(user).select_related("media").get(pk=upload_id, kind=kind)
+    except (Upload.DoesNotExist, ValueError, TypeError, ValidationError):
+        raise NotFound("no such upload") from None
+    if upload.state in (Upload.State.TERMINATED, Upload.State.FAILED):
+        raise NotFound("no such upload")
+    if upload.state == Upload.State.EXPIRED:
+        raise UploadExpired("this upload expired; start again")
+    if (upload.state == Upload.State.ACTIVE and upload.expires_at <= timezone.now() and not is_leased(upload)
+            and not upload.is_complete):
+        upload_close(upload_id=upload.pk, state=Upload.State.EXPIRED)
+        raise UploadExpired("this upload expired; start again")
+    return upload
+
+
+def is_leased(upload: Upload, now: datetime | None = None) -> bool:
+    return bool(upload.lease_token) and upload.lease_until is not None and upload.lease_until > (now or timezone.now())
+
+
+@dataclass
+class Blobs:
+    """What an unfinished upload left in storage."""
+
+    files: list[str] = field(default_factory=list)
+    multipart: tuple[str, str] | None = None  # (key, upload id)
+
+
+def blobs_of(upload: Upload) -> Blobs:
+    blobs = Blobs(files=[k for k in (upload.part_key, upload.tail_key) if k])
+    if upload.s3_upload_id:
+        blobs.multipart = (upload.target_key, upload.s3_upload_id)
+    return blobs
+
+
+def blobs_delete(blobs: Blobs) -> None:
+    """Delete blobs, aborting the multipart upload; errors are logged (cleanup sweeps later)."""
+    storage = media_storage()
+    if blobs.multipart is not None:
+        client, bucket = s3_client()
+        key, upload_id = blobs.multipart
+        try:
+            client.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "NoSuchUpload":
+                log.warning("could not abort multipart upload %s of %s: %s", upload_id, key, exc)
+        except BotoCoreError as exc:
+            log.warning("could not abort multipart upload %s of %s: %s", upload_id, key, exc)
+    for key in blobs.files:
+        try:
+            storage.delete(key)
+        except STORAGE_ERRORS as exc:
+            log.warning("could not delete %s: %s", key, exc)
+
+
+def upload_close(*, upload_id: uuid.UUID, state: str, error: str = "", extra_files: tuple[str, ...] = ()) -> bool:
+    """Move an active upload to `state` (terminated, expired, failed): its reservation is
+    released and its blobs deleted after commit. False when it was not active any more."""
+    assert state in (Upload.State.TERMINATED, Upload.State.EXPIRED, Upload.State.FAILED)
+    with transaction.atomic():
+        locked = Upload.objects.select_for_update().filter(pk=upload_id).first()
+        if locked is None or locked.state != Upload.State.ACTIVE:
+            return False
+        blobs = blobs_of(locked)
+        blobs.files.extend(extra_files)
+        locked.state = state
+        locked.error = error
+        locked.lease_token, locked.lease_until = "", None
+        locked.save(update_fields=["state", "error", "lease_token", "lease_until", "updated_at"])
+        User.objects.filter(pk=locked.owner_id).update(reserved_bytes=F("reserved_bytes") - locked.length)
+        transaction.on_commit(lambda: blobs_delete(blobs))
+    log.info("upload %s %s", upload_id, state)
+    return True
+
+
+def upload_terminate(*, upload: Upload) -> None:
+    """Cancel an upload (tus termination, direct abort): 409 while a request writes it."""
+    if upload.state == Upload.State.ACTIVE:
+        if is_leased(upload):
+            raise UploadBusy("this upload is being written right now; try again in a moment")
+        if not upload_close(upload_id=upload.pk, state=Upload.State.TERMINATED):
+            raise NotFound("no such upload")
+    elif upload.state == Upload.State.COMPLETED:
+        # Its bytes belong to a media now; only the upload resource goes away.
+        Upload.objects.filter(pk=upload.pk, state=Upload.State.COMPLETED).update(
+            state=Upload.State.TERMINATED, updated_at=timezone.now())
+
+
+# --- Cleanup -----------------------------------------------------------------------------
+@dataclass
+class CleanupReport:
+    expired: int = 0
+    completed: int = 0
+    rows_deleted: int = 0
+    orphans: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+def uploads_cleanup(*, now: datetime | None = None) -> CleanupReport:
+    """Expire abandoned uploads, finish complete ones, forget old rows, sweep orphan blobs."""
+    from gallery import tus  # tus builds on this module
+
+    now = now or timezone.now()
+    report = CleanupReport()
+    stale = Upload.objects.filter(state=Upload.State.ACTIVE, expires_at__lte=now).filter(
+        Q(lease_until__isnull=True) | Q(lease_until__lte=now))
+    for upload in stale.iterator():
+        try:
+            if upload.kind == Upload.Kind.TUS and upload.is_complete:
+                # Every byte arrived but completion was cut short: finish it, never discard it.
+                tus.upload_append(upload=upload, offset=upload.length, stream=None)
+                report.completed += 1
+            elif upload_close(upload_id=upload.pk, state=Upload.State.EXPIRED):
+                report.expired += 1
+        except (UploadBusy, NotFound, UploadExpired):
+            continue  # it came alive again, or someone else finished it
+        except Exception as exc:  # one broken upload must not stop the sweep
+            log.exception("cleanup of upload %s failed", upload.pk)
+            report.errors.append(f"{upload.pk}: {exc}")
+    finished = [Upload.State.COMPLETED, Upload.State.TERMINATED, Upload.State.EXPIRED, Upload.State.FAILED]
+    report.rows_deleted, _ = Upload.objects.filter(
+        state__in=finished, updated_at__lte=now - FINISHED_ROW_RETENTION).delete()
+    try:
+        report.orphans = _sweep_orphans(now=now)
+    except STORAGE_ERRORS as exc:
+        log.warning("orphan sweep failed: %s", exc)
+        report.errors.append(f"orphan sweep: {exc}")
+    return report
+
+
+def _sweep_orphans(*, now: datetime) -> int:
+    """Delete upload blobs that no active upload knows of and that are older than the expiry
+    (a process died between creating a blob and recording it)."""
+    cutoff = now - timedelta(hours=settings.UPLOAD_EXPIRY_HOURS)
+    active = Upload.objects.filter(state=Upload.State.ACTIVE)
+    storage = media_storage()
+    removed = 0
+    if is_s3(storage):
+        client, bucket = s3_client()
+        known_ids = set(active.exclude(s3_upload_id="").values_list("s3_upload_id", flat=True))
+        known_tails = set(active.exclude(tail_key="").values_list("tail_key", flat=True))
+        for page in client.get_paginator("list_multipart_uploads").paginate(Bucket=bucket):
+            for item in page.get("Uploads", []):
+                if item["UploadId"] in known_ids or item["Initiated"] > cutoff:
+                    continue
+                # Completion may have committed a row since we read known_ids: look again.
+                if Upload.objects.filter(s3_upload_id=item["UploadId"], state=Upload.State.ACTIVE).exists():
+                    continue
+                client.abort_multipart_upload(Bucket=bucket, Key=item["Key"], UploadId=item["UploadId"])
+                removed += 1
+        for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+            for item in page.get("Contents", []):
+                key = item["Key"]
+                if "/library/uploads/" not in key or key in known_tails or item["LastModified"] > cutoff:
+                    continue
+                if Upload.objects.filter(tail_key=key, state=Upload.State.ACTIVE).exists():
+                    continue
+                client.delete_object(Bucket=bucket, Key=key)
+                removed += 1
+        return removed
+    root = Path(storage.location)
+    known = set(active.exclude(part_key="").values_list("part_key", flat=True))
+    for path in root.glob("*/library/uploads/*"):
+        key = path.relative_to(root).as_posix()
+        if key in known or path.stat().st_mtime > cutoff.timestamp():
+            continue
+        if Upload.objects.filter(part_key=key, state=Upload.State.ACTIVE).exists():
+            continue
+        path.unlink(missing_ok=True)
+        removed += 1
+    return removed
+
+
+def fsync_dir(path: Path) -> None:
+    """Make a rename durable (the directory entry), where the platform allows it."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)

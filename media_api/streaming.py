@@ -1,0 +1,152 @@
+"""Upload bodies as a stream under ASGI.
+
+Django's ASGIHandler reads a whole request body into a temporary file before the view runs.
+For tus that would write every byte to disk twice and, when the connection drops, lose
+everything the PATCH had carried. For the upload paths this handler gives the view a file
+object fed from the ASGI server while the view reads it: a task on the event loop receives
+ahead into a bounded buffer (so receiving overlaps with the view hashing and writing) and
+pauses when the buffer is full, which pauses the server's socket reads (backpressure,
+constant memory). Other requests are handled as usual.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextvars
+import io
+import threading
+import time
+
+from django.core.handlers.asgi import ASGIHandler
+from django.http import UnreadablePostError
+
+STREAMED_PREFIXES = ("/api/v1/uploads",)
+STREAMED_METHODS = {"PATCH", "POST"}
+# A client that sends nothing for this long is taken as gone.
+RECEIVE_TIMEOUT_SECONDS = 60
+# Received bytes held for the view at most (per request).
+BUFFER_BYTES = 8 * 1024 * 1024
+
+_body: contextvars.ContextVar[ASGIBodyStream | None] = contextvars.ContextVar("chipmunk_body", default=None)
+
+
+class ASGIBodyStream(io.RawIOBase):
+    """A request body read by a view running in a worker thread, received by the event loop."""
+
+    def __init__(self, receive, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__()
+        self._receive, self._loop = receive, loop
+        self._chunks: collections.deque[bytes] = collections.deque()
+        self._buffered = 0
+        self._lock = threading.Condition()
+        self._state = "open"  # open, done (all received), gone (the client left)
+        self._room = asyncio.Event()
+        self._room.set()
+        self._finished = asyncio.Event()
+        self._pump: asyncio.Task | None = None
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        """Up to `size` bytes (at least one unless the body is over); blocks while none are here."""
+        if self._pump is None:
+            asyncio.run_coroutine_threadsafe(self._start(), self._loop).result()
+        if size is None or size < 0:
+            size = 1 << 62
+        with self._lock:
+            waited_since = time.monotonic()
+            while not self._buffered and self._state == "open":
+                if time.monotonic() - waited_since > RECEIVE_TIMEOUT_SECONDS:
+                    self._state = "gone"
+                    self._loop.call_soon_threadsafe(self._stop)
+                    break
+                self._lock.wait(timeout=1)
+            if not self._buffered:
+                if self._state == "gone":
+                    raise UnreadablePostError("the client went away in the middle of the body")
+                return b""
+            parts, taken = [], 0
+            while self._chunks and taken < size:
+                chunk = self._chunks.popleft()
+                if taken + len(chunk) > size:
+                    self._chunks.appendleft(chunk[size - taken:])
+                    chunk = chunk[: size - taken]
+                parts.append(chunk)
+                taken += len(chunk)
+            self._buffered -= taken
+            if self._buffered < BUFFER_BYTES // 2:
+                self._loop.call_soon_threadsafe(self._room.set)
+        return parts[0] if len(parts) == 1 else b"".join(parts)
+
+    def readinto(self, target) -> int:
+        data = self.read(len(target))
+        target[: len(data)] = data
+        return len(data)
+
+    async def _start(self) -> None:
+        if self._pump is None:
+            self._pump = asyncio.ensure_future(self._receive_all())
+
+    def _stop(self) -> None:
+        if self._pump is not None:
+            self._pump.cancel()
+        self._finished.set()
+
+    async def _receive_all(self) -> None:
+        try:
+            while True:
+                await self._room.wait()
+                message = await self._receive()
+                with self._lock:
+                    if message["type"] == "http.disconnect":
+                        self._state = "gone"
+                    else:
+                        chunk = message.get("body", b"")
+                        if chunk:
+                            self._chunks.append(chunk)
+                            self._buffered += len(chunk)
+                        if not message.get("more_body", False):
+                            self._state = "done"
+                        elif self._buffered >= BUFFER_BYTES:
+                            self._room.clear()
+                    self._lock.notify_all()
+                    if self._state != "open":
+                        break
+        finally:
+            self._finished.set()
+
+    def close(self) -> None:
+        if self._pump is not None and not self._pump.done():
+            self._loop.call_soon_threadsafe(self._pump.cancel)
+        super().close()
+
+    async def receive_after_body(self):
+        """What Django's disconnect listener gets: nothing until the view has the whole body.
+
+        A client that left mid-body is not reported: the view keeps what arrived and
+        finishes normally (its response goes nowhere).
+        """
+        if self._pump is None:
+            await self._start()  # a view that never reads the body must not stall the listener
+        await self._finished.wait()
+        if self._state == "gone":
+            await asyncio.Event().wait()
+        return await self._receive()
+
+
+class StreamingUploadASGIHandler(ASGIHandler):
+    async def handle(self, scope, receive, send):
+        if scope["method"] in STREAMED_METHODS and scope["path"].startswith(STREAMED_PREFIXES):
+            stream = ASGIBodyStream(receive, asyncio.get_running_loop())
+            token = _body.set(stream)
+            try:
+                return await super().handle(scope, stream.receive_after_body, send)
+            finally:
+                _body.reset(token)
+        return await super().handle(scope, receive, send)
+
+    async def read_body(self, receive):
+        stream = _body.get()
+        return stream if stream is not None else await super().read_body(receive)

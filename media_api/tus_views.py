@@ -1,0 +1,208 @@
+"""The tus 1.0.0 endpoint /api/v1/uploads/: headers in, headers out. The protocol is gallery.tus.
+
+DRF views, so credentials (API key or session with CSRF), scopes and JSON errors are those
+of the rest of the API; every response carries Tus-Resumable. Bodies are read as a stream
+from the Django request (config.asgi hands them over without spooling them to disk first).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+
+from django.conf import settings
+from django.urls import reverse
+from django.utils.http import http_date
+from rest_framework import status
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from gallery import tus
+from gallery.exceptions import InvalidInput, UnsupportedMediaType, UnsupportedVersion, UploadBusy
+from gallery.models import Upload
+from gallery.uploads import album_for, is_leased, upload_get_for, upload_terminate
+from media_api.auth import HasScope
+
+log = logging.getLogger(__name__)
+
+OFFSET_OCTET_STREAM = "application/offset+octet-stream"
+OVERRIDABLE = {"PATCH", "DELETE", "HEAD"}
+
+
+def header_int(request, name: str, *, required: bool = False) -> int | None:
+    raw = request.META.get("HTTP_" + name.upper().replace("-", "_"))
+    if raw is None or raw.strip() == "":
+        if required:
+            raise InvalidInput(f"the {name} header is required")
+        return None
+    raw = raw.strip()
+    if not raw.isdigit():
+        raise InvalidInput(f"{name} must be a non-negative integer, got {raw[:40]!r}")
+    return int(raw)
+
+
+def content_length(request) -> int | None:
+    raw = (request.META.get("CONTENT_LENGTH") or "").strip()
+    if not raw:
+        return None
+    if not raw.isdigit():
+        raise InvalidInput("Content-Length must be a non-negative integer")
+    return int(raw)
+
+
+def parse_metadata(raw: str) -> dict[str, str]:
+    """Upload-Metadata: comma-separated `key base64(value)` pairs; a key may stand alone."""
+    pairs: dict[str, str] = {}
+    for item in raw.split(","):
+        item = item.strip()
+        if not item:
+            continue
+        key, _, value = item.partition(" ")
+        value = value.strip()
+        if not key.isascii() or key in pairs or " " in value:
+            raise InvalidInput(f"Upload-Metadata is malformed near {item[:60]!r}")
+        try:
+            pairs[key] = base64.b64decode(value, validate=True).decode("utf-8") if value else ""
+        except (binascii.Error, UnicodeDecodeError, ValueError):
+            raise InvalidInput(f"Upload-Metadata value of {key!r} is not base64 of UTF-8 text") from None
+    return pairs
+
+
+def encode_metadata(metadata: dict[str, str]) -> str:
+    return ",".join(f"{k} {base64.b64encode(v.encode()).decode()}" if v else k for k, v in metadata.items())
+
+
+def parse_checksum(request) -> tus.Checksum | None:
+    raw = request.META.get("HTTP_UPLOAD_CHECKSUM")
+    if raw is None:
+        return None
+    algorithm, _, encoded = raw.strip().partition(" ")
+    algorithm = algorithm.lower()
+    if algorithm not in tus.CHECKSUM_ALGORITHMS:
+        raise InvalidInput(f"checksum algorithm {algorithm[:20]!r} is not supported; use one of "
+                           f"{', '.join(tus.CHECKSUM_ALGORITHMS)}")
+    try:
+        digest = base64.b64decode(encoded.strip(), validate=True)
+    except (binascii.Error, ValueError):
+        raise InvalidInput("Upload-Checksum must be `<algorithm> <base64 digest>`") from None
+    if len(digest) != tus.CHECKSUM_ALGORITHMS[algorithm]().digest_size:
+        raise InvalidInput(f"the {algorithm} digest in Upload-Checksum has the wrong length")
+    return tus.Checksum(algorithm=algorithm, digest=digest)
+
+
+def has_body(request) -> bool:
+    return bool(content_length(request)) or "chunked" in request.META.get("HTTP_TRANSFER_ENCODING", "").lower()
+
+
+def upload_headers(upload: Upload, media_id=None) -> dict[str, str]:
+    headers = {"Upload-Offset": str(upload.offset)}
+    if upload.state == Upload.State.ACTIVE:
+        headers["Upload-Expires"] = http_date(upload.expires_at.timestamp())
+    media_id = media_id or upload.media_id
+    if media_id:
+        headers["Media-Id"] = str(media_id)
+    return headers
+
+
+class TusPermission(HasScope):
+    """OPTIONS (server discovery) is open; the rest needs the usual credential and scope."""
+
+    def has_permission(self, request, view) -> bool:
+        return request.method == "OPTIONS" or super().has_permission(request, view)
+
+
+class TusView(APIView):
+    permission_classes = [TusPermission]
+
+    def dispatch(self, request, *args, **kwargs):
+        # Clients behind proxies that only pass GET/POST send the real method in this header.
+        override = request.META.get("HTTP_X_HTTP_METHOD_OVERRIDE", "").strip().upper()
+        if request.method == "POST" and override in OVERRIDABLE:
+            request.method = override
+        return super().dispatch(request, *args, **kwargs)
+
+    def initial(self, request, *args, **kwargs):
+        if request.method != "OPTIONS" and request.META.get("HTTP_TUS_RESUMABLE") != tus.VERSION:
+            raise UnsupportedVersion(f"this server speaks tus {tus.VERSION}; send Tus-Resumable: {tus.VERSION}")
+        super().initial(request, *args, **kwargs)
+
+    def handle_exception(self, exc):
+        try:
+            return super().handle_exception(exc)
+        except Exception:
+            log.exception("tus request failed")
+            return Response({"error": "server_error", "detail": "the upload could not be processed; retry"},
+                            status=status.HTTP_500_INTERNAL_SERVER_ERROR)
+
+    def finalize_response(self, request, response, *args, **kwargs):
+        response = super().finalize_response(request, response, *args, **kwargs)
+        response["Tus-Resumable"] = tus.VERSION
+        if response.status_code == status.HTTP_412_PRECONDITION_FAILED:
+            response["Tus-Version"] = tus.VERSION
+        return response
+
+    def options(self, request, *args, **kwargs):
+        return Response(status=status.HTTP_204_NO_CONTENT, headers={
+            "Tus-Version": tus.VERSION, "Tus-Extension": ",".join(tus.EXTENSIONS),
+            "Tus-Max-Size": str(settings.TUS_MAX_SIZE),
+            "Tus-Checksum-Algorithm": ",".join(tus.CHECKSUM_ALGORITHMS),
+        })
+
+
+class UploadCollection(TusView):
+    """POST creates an upload (creation, creation-with-upload)."""
+
+    def post(self, request):
+        if "HTTP_UPLOAD_CONCAT" in request.META:
+            raise InvalidInput("concatenation is not supported by this server")
+        if "HTTP_UPLOAD_DEFER_LENGTH" in request.META:
+            raise InvalidInput("Upload-Defer-Length is not supported; send Upload-Length")
+        length = header_int(request, "Upload-Length", required=True)
+        metadata = parse_metadata(request.META.get("HTTP_UPLOAD_METADATA", ""))
+        album = album_for(owner=request.user, album_id=metadata.get("album") or metadata.get("album_id"))
+        stream = checksum = declared = None
+        if has_body(request):
+            if request._request.content_type != OFFSET_OCTET_STREAM:
+                raise UnsupportedMediaType(f"a creation body must be {OFFSET_OCTET_STREAM}")
+            stream, checksum, declared = request._request, parse_checksum(request), content_length(request)
+        result = tus.upload_start(
+            owner=request.user, length=length, filename=metadata.get("filename") or metadata.get("name") or "",
+            filetype=metadata.get("filetype") or metadata.get("type") or "", album=album, metadata=metadata,
+            stream=stream, checksum=checksum, declared_length=declared,
+        )
+        location = request.build_absolute_uri(reverse("tus-upload", args=[result.upload.pk]))
+        return Response(status=status.HTTP_201_CREATED,
+                        headers={"Location": location, **upload_headers(result.upload, result.media and result.media.pk)})
+
+
+class UploadResource(TusView):
+    """HEAD tells the offset, PATCH appends, DELETE terminates."""
+
+    def head(self, request, upload_id):
+        upload = upload_get_for(user=request.user, upload_id=upload_id, kind=Upload.Kind.TUS)
+        if upload.state == Upload.State.ACTIVE and upload.is_complete and not is_leased(upload):
+            # Every byte is here but completion was cut short (a crash): finish it now.
+            try:
+                upload = tus.upload_append(upload=upload, offset=upload.length, stream=None).upload
+            except UploadBusy:
+                pass
+        headers = {**upload_headers(upload), "Upload-Length": str(upload.length), "Cache-Control": "no-store"}
+        if upload.metadata:
+            headers["Upload-Metadata"] = encode_metadata(upload.metadata)
+        return Response(status=status.HTTP_200_OK, headers=headers)
+
+    def patch(self, request, upload_id):
+        upload = upload_get_for(user=request.user, upload_id=upload_id, kind=Upload.Kind.TUS)
+        if request._request.content_type != OFFSET_OCTET_STREAM:
+            raise UnsupportedMediaType(f"PATCH bodies must be {OFFSET_OCTET_STREAM}")
+        offset = header_int(request, "Upload-Offset", required=True)
+        result = tus.upload_append(upload=upload, offset=offset, stream=request._request,
+                                   checksum=parse_checksum(request), declared_length=content_length(request))
+        return Response(status=status.HTTP_204_NO_CONTENT,
+                        headers=upload_headers(result.upload, result.media and result.media.pk))
+
+    def delete(self, request, upload_id):
+        upload = upload_get_for(user=request.user, upload_id=upload_id, kind=Upload.Kind.TUS)
+        upload_terminate(upload=upload)
+        return Response(status=status.HTTP_204_NO_CONTENT)
