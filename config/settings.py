@@ -188,6 +188,8 @@ S3_BUCKET = env_str("S3_BUCKET", "chipmunk")
 S3_REGION = env_str("S3_REGION", "us-east-1")
 S3_ACCESS_KEY_ID = env_str("S3_ACCESS_KEY_ID")
 S3_SECRET_ACCESS_KEY = env_str("S3_SECRET_ACCESS_KEY")
+# The endpoint browsers and phones reach, for presigned URLs; empty: the same as S3_ENDPOINT_URL.
+S3_PUBLIC_ENDPOINT_URL = env_str("S3_PUBLIC_ENDPOINT_URL")
 
 
 def s3_storage_config(*, bucket: str, endpoint_url: str, region: str, access_key: str, secret_key: str) -> dict:

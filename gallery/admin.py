@@ -5,7 +5,7 @@ from django.contrib.auth.admin import UserAdmin
 from django.template.defaultfilters import filesizeformat
 
 from gallery import jobs
-from gallery.models import Album, ApiKey, Job, Media, Tag, User, Variant
+from gallery.models import Album, ApiKey, Job, Media, Tag, Upload, User, Variant
 from gallery.services import album_delete, apikey_revoke, media_delete, media_queue_processing, user_init
 
 
@@ -120,3 +120,18 @@ class JobAdmin(admin.ModelAdmin):
         count = queryset.exclude(state=Job.State.RUNNING).update(
             state=Job.State.QUEUED, attempts=0, run_after=jobs.timezone.now(), lease_until=None)
         messages.info(request, f"queued {count} jobs again")
+
+
+@admin.register(Upload)
+class UploadAdmin(admin.ModelAdmin):
+    list_display = ("id", "owner", "kind", "state", "filename", "offset", "length", "expires_at", "updated_at")
+    list_filter = ("kind", "state")
+    search_fields = ("filename", "owner__username", "sha256")
+    readonly_fields = [f.name for f in Upload._meta.fields]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        # Deleting a row would leak its reservation and its bytes; cleanup_uploads ends uploads.
+        return False

@@ -40,7 +40,7 @@ from gallery import ranges
 from gallery.blobcache import BlobCache, get_cache
 from gallery.models import Media, User, Variant
 from gallery.services import apikey_authenticate
-from gallery.storage import is_s3, media_storage
+from gallery.storage import is_s3, media_storage, presign_url
 
 logger = logging.getLogger(__name__)
 
@@ -175,7 +175,7 @@ def _redirect_response(storage: Storage, target: Target, headers: dict[str, str]
     params = {"ResponseContentType": target.rep.content_type, "ResponseCacheControl": headers["Cache-Control"]}
     if "Content-Disposition" in headers:
         params["ResponseContentDisposition"] = headers["Content-Disposition"]
-    url = storage.url(target.key, parameters=params, expire=settings.DELIVERY_PRESIGN_SECONDS)
+    url = presign_url("get_object", params={"Key": target.key, **params}, expires_in=settings.DELIVERY_PRESIGN_SECONDS)
     response = HttpResponse(status=302)
     response["Location"] = url
     # The redirect outlives its URL if cached; the next request asks again.

@@ -28,7 +28,7 @@ from gallery import events, jobs
 from gallery.exceptions import DirectUploadUnavailable, InvalidInput, NotFound, StorageUnavailable, TooLarge
 from gallery.models import Album, Media, Upload, User
 from gallery.services import IngestResult, media_delete, media_queue_processing, media_record
-from gallery.storage import is_s3
+from gallery.storage import is_s3, presign_url
 from gallery.uploads import STORAGE_ERRORS, part_size_for, s3_client, upload_close, upload_reserve
 
 log = logging.getLogger(__name__)
@@ -68,10 +68,8 @@ def direct_upload_create(*, owner: User, filename: str, size: int, content_type:
         count = math.ceil(size / part_size)
         parts = [
             {"number": n, "size": min(part_size, size - (n - 1) * part_size),
-             "url": client.generate_presigned_url(
-                 "upload_part", ExpiresIn=seconds,
-                 Params={"Bucket": bucket, "Key": upload.target_key, "UploadId": upload.s3_upload_id,
-                         "PartNumber": n})}
+             "url": presign_url("upload_part", expires_in=seconds,
+                                params={"Key": upload.target_key, "UploadId": upload.s3_upload_id, "PartNumber": n})}
             for n in range(1, count + 1)
         ]
     except STORAGE_ERRORS as exc:

@@ -7,10 +7,12 @@ chosen by STORAGE_BACKEND in settings.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import uuid
 
+from django.conf import settings
 from django.core.files.storage import Storage, storages
 
 LIBRARY = "library"
@@ -38,3 +40,29 @@ def variant_key(*, user_id: uuid.UUID, media_id: uuid.UUID, level: str, ext: str
 def is_s3(storage: Storage | None = None) -> bool:
     storage = storage or media_storage()
     return hasattr(storage, "bucket_name") and hasattr(storage, "connection")
+
+
+def presign_url(method: str, *, params: dict, expires_in: int) -> str:
+    """A presigned S3 URL that clients outside our network can use.
+
+    SigV4 signs the host, so a URL for phones and browsers must be signed for the public
+    endpoint (S3_PUBLIC_ENDPOINT_URL, e.g. https://s3.example.org) rather than the one the
+    server talks to (http://minio:9000 in compose). Signing needs no network call.
+    """
+    storage = media_storage()
+    client = storage.connection.meta.client
+    public = settings.S3_PUBLIC_ENDPOINT_URL
+    if public and public.rstrip("/") != (client.meta.endpoint_url or "").rstrip("/"):
+        client = _public_client(public, client.meta.region_name, storage.access_key, storage.secret_key)
+    return client.generate_presigned_url(method, Params={"Bucket": storage.bucket_name, **params},
+                                         ExpiresIn=expires_in)
+
+
+@functools.lru_cache(maxsize=4)
+def _public_client(endpoint: str, region: str, access_key: str, secret_key: str):
+    import boto3
+    from botocore.config import Config
+
+    return boto3.client("s3", endpoint_url=endpoint, region_name=region, aws_access_key_id=access_key,
+                        aws_secret_access_key=secret_key,
+                        config=Config(signature_version="s3v4", s3={"addressing_style": "path"}))

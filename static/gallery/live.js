@@ -36,6 +36,14 @@
   // finish out of order, so only the newest fetch per media may touch the page.
   const latest = new Map();
 
+  const counter = document.getElementById("count");
+  function count(change) {
+    if (!counter) return;
+    const n = Math.max(0, Number(counter.dataset.count || 0) + change);
+    counter.dataset.count = String(n);
+    counter.textContent = `${n} item${n === 1 ? "" : "s"}`;
+  }
+
   function find(id) {
     return grid.querySelector(`[data-id="${CSS.escape(id)}"]`);
   }
@@ -45,7 +53,10 @@
     latest.set(id, ticket);
     if (removed) {
       const old = find(id);
-      if (old) old.remove();
+      if (old) {
+        old.remove();
+        count(-1);
+      }
       return;
     }
     const response = await fetch(`/api/v1/media/${encodeURIComponent(id)}/`, {credentials: "same-origin"});
@@ -60,6 +71,7 @@
       const empty = grid.querySelector(".empty");
       if (empty) empty.remove();
       grid.prepend(fresh);
+      count(+1);
     }
   }
 

@@ -103,6 +103,7 @@ def test_login_upload_with_tus_and_see_the_photo_appear_live(server, browser, al
     assert page.locator("#upload-list li").count() == 1
     page.wait_for_timeout(500)  # late events must not add a second tile
     assert page.locator("#grid li.tile").count() == 1
+    assert page.inner_text("#count") == "1 item"
     page.screenshot(path=str(tmp_path / "timeline.png"))
     if os.environ.get("CHIPMUNK_SCREENSHOTS"):
         shutil.copy(tmp_path / "timeline.png", os.environ["CHIPMUNK_SCREENSHOTS"])

@@ -84,7 +84,7 @@ def test_favourites_cannot_be_deleted(alice):
 def test_admin_pages_render(admin_client, alice, alice_api, upload):
     upload(alice_api, name="x.txt", data=b"x")
     for url in ("/admin/gallery/user/", f"/admin/gallery/user/{alice.pk}/change/", "/admin/gallery/media/",
-                "/admin/gallery/album/", "/admin/gallery/apikey/", "/admin/gallery/job/"):
+                "/admin/gallery/album/", "/admin/gallery/apikey/", "/admin/gallery/job/", "/admin/gallery/upload/"):
         assert admin_client.get(url).status_code == 200, url
 
 

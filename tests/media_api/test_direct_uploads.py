@@ -163,3 +163,17 @@ def test_direct_upload_over_quota_is_413_and_input_is_validated(s3, db):
     assert refused.status_code == 413 and refused.json()["requested"] == 1001
     bad = api.post("/api/v1/direct-uploads/", {"filename": "a", "size": 0, "sha256": "nope"}, format="json")
     assert bad.status_code == 400 and set(bad.json()["fields"]) == {"size", "sha256"}
+
+
+def test_part_urls_are_signed_for_the_public_endpoint(s3, settings, moto_server, alice_api,
+                                                       django_capture_on_commit_callbacks):
+    # The server talks to 127.0.0.1; clients are told another name of the same server.
+    public = moto_server.endpoint.replace("127.0.0.1", "localhost")
+    settings.S3_PUBLIC_ENDPOINT_URL = public
+    data = os.urandom(1000)
+    plan = start(alice_api, data).json()
+    assert all(part["url"].startswith(public + "/") for part in plan["parts"])
+    parts = put_parts(plan, data)  # the signature is valid for the public host
+    with django_capture_on_commit_callbacks(execute=True):
+        completed = alice_api.post(f"/api/v1/direct-uploads/{plan['id']}/complete", {"parts": parts}, format="json")
+    assert completed.status_code == 201, completed.json()
