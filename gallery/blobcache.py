@@ -43,6 +43,8 @@ LOCK_STRIPES = 256
 # Writing the index on every hit would serialise readers on SQLite; LRU order to within
 # this many seconds is precise enough.
 TOUCH_INTERVAL = 10.0
+# Counters are summed in the index across processes; each process adds its share this often.
+COUNTER_FLUSH_SECONDS = 5.0
 STALE_TEMP_SECONDS = 3600
 
 Fetch = Callable[[int, int, BinaryIO], int]
@@ -70,6 +72,8 @@ class BlobCache:
         self._local = threading.local()
         self._touched: dict[str, float] = {}
         self._counter_lock = threading.Lock()
+        self._unflushed: dict[str, int] = {}
+        self._flushed_at = time.monotonic()
         for sub in ("blobs", "tmp", "locks"):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
         self._open_index()
@@ -111,12 +115,15 @@ class BlobCache:
             return self._open_valid(path, length)
 
     def stats(self) -> dict:
-        """Counters of this process and the totals of the shared index."""
-        entries, used = self._db().execute("SELECT COUNT(*), COALESCE(SUM(size), 0) FROM entries").fetchone()
-        c = self.counters
+        """Hit/miss counts of all processes (theirs up to COUNTER_FLUSH_SECONDS late) and sizes."""
+        self._flush_counters()
+        db = self._db()
+        entries, used = db.execute("SELECT COUNT(*), COALESCE(SUM(size), 0) FROM entries").fetchone()
+        totals = {name: 0 for name in ("hits", "misses", "bypassed", "fetched_bytes")}
+        totals.update((name, value) for name, value in db.execute("SELECT name, value FROM counters")
+                      if name in totals)
         return {
-            "enabled": True, "hits": c.hits, "misses": c.misses, "bypassed": c.bypassed,
-            "fetched_bytes": c.fetched_bytes, "entries": entries, "bytes": used,
+            "enabled": True, **totals, "entries": entries, "bytes": used,
             "capacity_bytes": self.capacity, "user_share_bytes": self.user_share,
             "block_bytes": self.block_size,
         }
@@ -251,6 +258,22 @@ class BlobCache:
         with self._counter_lock:
             for name, amount in amounts.items():
                 setattr(self.counters, name, getattr(self.counters, name) + amount)
+                self._unflushed[name] = self._unflushed.get(name, 0) + amount
+            due = time.monotonic() - self._flushed_at >= COUNTER_FLUSH_SECONDS
+        if due:
+            self._flush_counters()
+
+    def _flush_counters(self) -> None:
+        """Add this process's counts since the last flush to the shared totals."""
+        with self._counter_lock:
+            pending, self._unflushed = self._unflushed, {}
+            self._flushed_at = time.monotonic()
+        if not pending:
+            return
+        db = self._db()
+        with _immediate(db):
+            db.executemany("INSERT INTO counters (name, value) VALUES (?, ?)"
+                           " ON CONFLICT (name) DO UPDATE SET value = value + excluded.value", pending.items())
 
     def _stripe_lock(self, path: Path) -> _FileLock:
         stripe = int(path.name[:2], 16) % LOCK_STRIPES
@@ -278,6 +301,7 @@ class BlobCache:
                    " size INTEGER NOT NULL, used REAL NOT NULL)")
         db.execute("CREATE INDEX IF NOT EXISTS entries_used ON entries (used)")
         db.execute("CREATE INDEX IF NOT EXISTS entries_owner_used ON entries (owner, used)")
+        db.execute("CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL)")
 
     def _db(self) -> sqlite3.Connection:
         # One connection per thread: delivery reads blocks from asyncio's worker threads.

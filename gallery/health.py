@@ -60,10 +60,17 @@ def check_channel_layer() -> dict[str, Any]:
     return {"backend": "in-memory"}
 
 
+def check_blob_cache() -> dict[str, Any]:
+    from gallery.blobcache import cache_stats
+
+    return cache_stats()
+
+
 register("database", check_database)
 register("storage", check_storage)
 register("task_queue", check_task_queue)
 register("channel_layer", check_channel_layer)
+register("blob_cache", check_blob_cache)
 
 
 def run_checks() -> tuple[bool, dict[str, Any]]:

@@ -20,7 +20,7 @@ from django.utils import timezone
 from gallery import events, jobs
 from gallery.exceptions import InvalidInput, NotFound, ProtectedAlbum, QuotaExceeded
 from gallery.filetypes import guess_content_type, kind_for
-from gallery.models import Album, ApiKey, Media, User
+from gallery.models import Album, ApiKey, Media, User, new_media_token
 from gallery.storage import media_storage, original_key
 
 FAVOURITES_TITLE = "Favourites"
@@ -153,6 +153,13 @@ def media_queue_processing(*, media: Media) -> None:
     """Queue the processing job of a media (after commit); videos go to their own queue."""
     queue = "video" if media.kind == Media.Kind.VIDEO else "default"
     jobs.enqueue("process_media", {"media_id": str(media.pk)}, queue=queue)
+
+
+def media_rotate_token(*, media: Media) -> Media:
+    """Give a media a new delivery token: every URL handed out before stops working."""
+    media.token = new_media_token()
+    Media.objects.filter(pk=media.pk).update(token=media.token, updated_at=timezone.now())
+    return media
 
 
 @transaction.atomic

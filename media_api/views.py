@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.db.models import Count, Sum
 from rest_framework import mixins, status, viewsets
-from rest_framework.decorators import api_view
+from rest_framework.decorators import action, api_view
 from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 from rest_framework.reverse import reverse
@@ -12,7 +12,7 @@ from rest_framework.reverse import reverse
 from gallery import direct_uploads
 from gallery.exceptions import QuotaExceeded
 from gallery.models import Media, Upload
-from gallery.services import media_delete, media_ingest, quota_check
+from gallery.services import media_delete, media_ingest, media_rotate_token, quota_check
 from gallery.uploads import album_for, upload_get_for, upload_terminate
 from media_api.serializers import (DirectUploadCompleteSerializer, DirectUploadCreateSerializer,
                                    DirectUploadSerializer, MediaExistsSerializer, MediaListQuerySerializer,
@@ -75,6 +75,12 @@ class MediaViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Dest
 
     def perform_destroy(self, instance: Media) -> None:
         media_delete(media=instance)
+
+    @action(detail=True, methods=["post"], url_path="rotate-token")
+    def rotate_token(self, request, pk=None):
+        """New URLs for the original and variants; leaked old ones answer 404 from now on."""
+        media = media_rotate_token(media=self.get_object())
+        return Response(MediaSerializer(media).data)
 
 
 @api_view(["POST"])

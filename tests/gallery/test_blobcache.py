@@ -66,6 +66,21 @@ def test_miss_then_hit(tmp_path):
     assert (stats["hits"], stats["misses"], stats["entries"], stats["bytes"]) == (1, 1, 1, BLOCK)
 
 
+def test_counts_are_shared_by_every_process_using_the_cache(tmp_path, monkeypatch):
+    # Two instances on one directory stand for two web processes; with no flush delay each
+    # count reaches the shared totals at once.
+    from gallery import blobcache
+
+    monkeypatch.setattr(blobcache, "COUNTER_FLUSH_SECONDS", 0)
+    first, second, origin = new_cache(tmp_path), new_cache(tmp_path), Origin()
+    read(first, origin, "a")
+    read(second, origin, "a")
+    read(second, origin, "a")
+    for cache in (first, second):
+        stats = cache.stats()
+        assert (stats["hits"], stats["misses"]) == (2, 1)
+
+
 def test_last_block_is_short(tmp_path):
     cache, origin = new_cache(tmp_path), Origin()
     size = 2 * BLOCK + 7

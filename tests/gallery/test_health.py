@@ -15,6 +15,8 @@ def test_health_reports_every_part(client, storage):
     assert set(body["checks"]) >= {"database", "storage", "task_queue", "channel_layer", "search"}
     assert all(part["ok"] for part in body["checks"].values())
     assert body["checks"]["storage"]["backend"] == storage
+    cache = body["checks"]["blob_cache"]
+    assert cache["enabled"] is True and {"hits", "misses", "entries", "bytes"} <= set(cache)
 
 
 def test_health_is_503_when_object_storage_stops(client, settings):

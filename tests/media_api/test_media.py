@@ -201,3 +201,21 @@ def test_taken_at_is_local_time_with_offset(alice, alice_api, upload):
     # No EXIF: the upload time, shown in alice's zone (Europe/Paris: +01:00 or +02:00).
     assert body["taken_at"].endswith(("+01:00", "+02:00"))
     assert User.objects.get(pk=alice.pk).time_zone == "Europe/Paris"
+
+
+def test_rotating_the_token_kills_leaked_urls(alice, alice_api, charlie_api, upload, corpus):
+    created = upload(alice_api, corpus / "jpg" / "Canon_40D.jpg").json()
+    body = alice_api.get(f"/api/v1/media/{created['id']}/").json()  # processed: with variants
+    old_original, old_thumb = body["original_url"], body["variants"]["3"]["url"]
+    assert alice_api.get(old_original).status_code == 200
+    assert charlie_api.post(f"/api/v1/media/{body['id']}/rotate-token/").status_code == 404
+    rotated = alice_api.post(f"/api/v1/media/{body['id']}/rotate-token/")
+    assert rotated.status_code == 200
+    new = rotated.json()
+    assert new["original_url"] != old_original and new["variants"]["3"]["url"] != old_thumb
+    assert alice_api.get(old_original).status_code == 404
+    assert alice_api.get(old_thumb).status_code == 404
+    assert alice_api.get(new["original_url"]).status_code == 200
+    assert alice_api.get(new["variants"]["3"]["url"]).status_code == 200
+    reader = api_client(alice, scopes=("media.read",))
+    assert reader.post(f"/api/v1/media/{body['id']}/rotate-token/").status_code == 403
