@@ -77,9 +77,8 @@
     overallText.textContent = human(sent) + " of " + human(total) +
       (active ? " · " + active + " uploading" : "") + (failed ? " · " + failed + " failed" : "");
     if (items.length && !active && !failed) {
+      // The new items reach the grid over the events websocket (live.js): no reload.
       overallText.textContent += " · done";
-      // Show the new items in the grid.
-      window.setTimeout(function () { window.location.reload(); }, 800);
     }
   }
 

@@ -101,7 +101,7 @@ def test_login_upload_with_tus_and_see_the_photo_appear_live(server, browser, al
     natural = page.evaluate("img => [img.naturalWidth, img.naturalHeight]", tile_img)
     assert natural == [160, 160]  # the 3s square variant, served to the session
     assert page.locator("#upload-list li").count() == 1
-    page.wait_for_timeout(500)  # late events must not add a second tile
+    page.wait_for_timeout(1500)  # late events must not add a second tile, nor anything reload the page
     assert page.locator("#grid li.tile").count() == 1
     assert page.inner_text("#count") == "1 item"
     page.screenshot(path=str(tmp_path / "timeline.png"))
