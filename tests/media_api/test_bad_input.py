@@ -1,0 +1,48 @@
+"""Bad input gets a clear 4xx with a JSON body naming the problem: never a 500."""
+
+from __future__ import annotations
+
+import pytest
+
+pytestmark = pytest.mark.django_db
+
+BAD_REQUESTS = [
+    ("get", "/api/v1/media/not-a-uuid/", None, None),
+    ("get", "/api/v1/media/00000000-0000-0000-0000-000000000000/", None, None),
+    ("delete", "/api/v1/media/00000000-0000-0000-0000-000000000000/", None, None),
+    ("get", "/api/v1/media/?sha256=xyz", None, None),
+    ("get", "/api/v1/media/?cursor=garbage", None, None),
+    ("post", "/api/v1/media/", {"file": "not a file"}, "multipart"),
+    ("post", "/api/v1/media/", "{not json", "json-raw"),
+    ("put", "/api/v1/media/", {}, "json"),
+    ("post", "/api/v1/media/exists", {"sha256": "nope"}, "json"),
+    ("post", "/api/v1/media/exists", {"sha256": ["z" * 64]}, "json"),
+    ("post", "/api/v1/media/not-a-uuid/rotate-token/", {}, "json"),
+    ("post", "/api/v1/direct-uploads/", {"filename": "", "size": -1}, "json"),
+    ("post", "/api/v1/direct-uploads/not-a-uuid/complete", {"parts": "x"}, "json"),
+    ("post", "/api/v1/uploads/", None, None),
+    ("head", "/api/v1/uploads/not-a-uuid", None, None),
+    ("patch", "/api/v1/uploads/00000000-0000-0000-0000-000000000000", b"x", "octet"),
+]
+
+
+@pytest.mark.parametrize("method,url,data,fmt", BAD_REQUESTS)
+def test_bad_api_requests_are_4xx_json(alice_api, method, url, data, fmt):
+    kwargs = {"HTTP_TUS_RESUMABLE": "1.0.0"}
+    if fmt == "json-raw":
+        kwargs.update(data=data, content_type="application/json")
+    elif fmt == "octet":
+        kwargs.update(data=data, content_type="application/offset+octet-stream", HTTP_UPLOAD_OFFSET="0")
+    elif data is not None:
+        kwargs.update(data=data, format=fmt)
+    response = getattr(alice_api, method)(url, **kwargs)
+    assert 400 <= response.status_code < 500, (url, response.status_code)
+    if method != "head":
+        body = response.json()
+        assert body["error"] and body["detail"], body
+
+
+@pytest.mark.parametrize("url", ["/m/nope/0/", "/m/nope/7/", "/m/nope/../", "/m/%00/0/"])
+def test_bad_delivery_urls_are_404(client, alice, url):
+    client.force_login(alice)
+    assert client.get(url).status_code == 404
