@@ -156,7 +156,9 @@ TEMPLATES = [
 # --- Database ----------------------------------------------------------------------------
 _database_url = env_str("DATABASE_URL") or f"sqlite:///{DATA_DIR / 'chipmunk.sqlite3'}"
 try:
-    DATABASES = {"default": dj_database_url.parse(_database_url, conn_max_age=60)}
+    # No persistent connections: under ASGI each request runs in its own thread, and a kept
+    # connection per thread would pile up (Django's advice for async); pooling is the answer.
+    DATABASES = {"default": dj_database_url.parse(_database_url, conn_max_age=0)}
 except Exception as exc:  # dj-database-url raises several types for a bad URL
     raise ImproperlyConfigured(f"DATABASE_URL is not a valid database URL: {exc}") from None
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
