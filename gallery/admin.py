@@ -125,7 +125,7 @@ class JobAdmin(admin.ModelAdmin):
 @admin.register(Upload)
 class UploadAdmin(admin.ModelAdmin):
     list_display = ("id", "owner", "kind", "state", "filename", "offset", "length", "expires_at", "updated_at")
-    list_filter = ("kind", "state")
+    list_filter = ("kind", "state", "concat")
     search_fields = ("filename", "owner__username", "sha256")
     readonly_fields = [f.name for f in Upload._meta.fields]
 

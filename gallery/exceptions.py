@@ -87,3 +87,23 @@ class UnsupportedMediaType(ChipmunkError):
 
 class DirectUploadUnavailable(Conflict):
     code = "direct_upload_unavailable"
+
+
+# --- tus concatenation -------------------------------------------------------------------
+class PartialNotFound(ChipmunkError):
+    """A final upload names no usable partial upload of the caller's (whose, is never said)."""
+
+    code = "partial_not_found"
+    status = 400
+
+
+class PartialIncomplete(ChipmunkError):
+    """Concatenating partials that are still receiving bytes is not supported."""
+
+    code = "partial_incomplete"
+    status = 400
+
+
+class FinalUploadReadOnly(ChipmunkError):
+    code = "final_upload_read_only"
+    status = 403

@@ -68,6 +68,10 @@ class MediaQuerySet(models.QuerySet):
         """What a user may see in the library: their own, not trashed, not in the vault."""
         return self.owned_by(user).filter(trashed_at__isnull=True, in_vault=False)
 
+    def visible_to_id(self, user_id) -> MediaQuerySet:
+        """visible_to for a user known by id only, who must still exist and be active."""
+        return self.filter(owner_id=user_id, owner__is_active=True, trashed_at__isnull=True, in_vault=False)
+
     def timeline(self) -> MediaQuerySet:
         return self.order_by("-taken_at", "-id")
 
@@ -289,6 +293,11 @@ class Upload(models.Model):
     (completed, terminated, expired, failed); that transition happens under this row's lock,
     so a reservation is released exactly once. A PATCH holds the lease (lease_token,
     lease_until) while it streams, which is what keeps two PATCHes from interleaving bytes.
+
+    tus concatenation: a *partial* upload makes no media; once complete it stays active
+    (holding its bytes and its reservation) until a *final* upload takes it or it expires.
+    Creating the final moves the partials' reservations to it: they become completed
+    without releasing anything, and the final (active, every byte "arrived") holds the sum.
     """
 
     class Kind(models.TextChoices):
@@ -301,6 +310,11 @@ class Upload(models.Model):
         TERMINATED = "terminated"
         EXPIRED = "expired"
         FAILED = "failed"
+
+    class Concat(models.TextChoices):
+        NONE = "", "none"
+        PARTIAL = "partial"
+        FINAL = "final"
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="uploads")
@@ -326,6 +340,10 @@ class Upload(models.Model):
     tail_size = models.BigIntegerField(default=0)
     # tus: the SHA-256 of the bytes once complete. Direct: what the client claimed.
     sha256 = models.CharField(max_length=64, blank=True, default="")
+    concat = models.CharField(max_length=8, choices=Concat.choices, blank=True, default=Concat.NONE)
+    # A final upload: its partials in order, [{"id": "...", "key": "...", "size": 123}, ...],
+    # so it can be assembled (and its partials' bytes deleted) from this row alone.
+    partials = models.JSONField(default=list, blank=True)
     lease_token = models.CharField(max_length=32, blank=True, default="", editable=False)
     lease_until = models.DateTimeField(null=True, blank=True)
     expires_at = models.DateTimeField()
@@ -349,3 +367,17 @@ class Upload(models.Model):
     @property
     def is_complete(self) -> bool:
         return self.offset == self.length
+
+    @property
+    def survives_expiry(self) -> bool:
+        """Every byte of an upload that becomes media arrived: past its expiry it is finished,
+        not thrown away. A partial only waits for a final upload, so it expires like any other."""
+        return self.is_complete and self.concat != self.Concat.PARTIAL
+
+    @property
+    def awaits_completion(self) -> bool:
+        """Active with every byte here but not finished (its completion was cut short). A
+        partial is finished once its bytes are one blob: on S3, its multipart upload completed."""
+        if self.state != self.State.ACTIVE or not self.is_complete:
+            return False
+        return self.concat != self.Concat.PARTIAL or bool(self.s3_upload_id)

@@ -24,6 +24,13 @@
 - Upload-Checksum (sha1, md5, sha256) covers one PATCH body; a mismatch, or a body cut
   short while a checksum was promised, discards the chunk. Without a checksum a body cut
   short keeps what arrived, so the client resumes from there.
+- Concatenation: a partial upload is received like any other but into a blob under the
+  uploads prefix, and makes no media when complete. A final upload names finished
+  partials; creating it moves their reservations to it (nothing reserved or released, so
+  nothing counted twice), then its "completion" assembles the partials into the original's
+  key (local: one streamed copy into the final's part file, then the usual rename; S3:
+  UploadPartCopy when every partial but the last is a valid part, else the bytes pass
+  through us), records the media and deletes the partials' bytes after commit.
 """
 
 from __future__ import annotations
@@ -47,18 +54,19 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from gallery.exceptions import (ChecksumMismatch, InvalidInput, NotFound, OffsetMismatch, StorageUnavailable,
-                                TooLarge, UploadBusy, UploadExpired)
+from gallery.exceptions import (ChecksumMismatch, FinalUploadReadOnly, InvalidInput, NotFound, OffsetMismatch,
+                                PartialIncomplete, PartialNotFound, StorageUnavailable, TooLarge, UploadBusy,
+                                UploadExpired)
 from gallery.models import Album, Media, Upload, User
-from gallery.services import IngestResult, media_record
-from gallery.storage import is_s3, media_storage
-from gallery.uploads import (STORAGE_ERRORS, fsync_dir, is_leased, part_size_for, s3_client, upload_close,
-                             upload_expiry, upload_reserve, uploads_prefix)
+from gallery.services import IngestResult, clean_filename, media_record
+from gallery.storage import is_s3, media_storage, original_key
+from gallery.uploads import (MiB, S3_MAX_PARTS, STORAGE_ERRORS, Blobs, blobs_delete, fsync_dir, is_leased,
+                             part_size_for, s3_client, upload_close, upload_expiry, upload_reserve, uploads_prefix)
 
 log = logging.getLogger(__name__)
 
 VERSION = "1.0.0"
-EXTENSIONS = ("creation", "creation-with-upload", "expiration", "checksum", "termination")
+EXTENSIONS = ("creation", "creation-with-upload", "expiration", "checksum", "termination", "concatenation")
 CHECKSUM_ALGORITHMS = {"sha1": hashlib.sha1, "md5": hashlib.md5, "sha256": hashlib.sha256}
 READ_CHUNK = 1024 * 1024
 LEASE_SECONDS = 120
@@ -68,6 +76,10 @@ LEASE_RENEW_SECONDS = 20
 LEASE_MARGIN = 40
 HASH_BACKLOG = 8
 FLUSH_EVERY = 64 * 1024 * 1024
+MAX_PARTIALS = 1000
+# S3 parts: every one but the last at least 5 MiB; a copied part at most 5 GiB.
+S3_MIN_PART = 5 * MiB
+S3_MAX_COPY_PART = 5 * 2**30
 
 
 @dataclass(frozen=True)
@@ -186,8 +198,8 @@ def _lease_take(*, upload_id: uuid.UUID, offset: int) -> tuple[Upload, _Lease]:
                 raise OffsetMismatch(f"the upload is complete at {row.length}", offset=row.length)
             return row, None
         busy = is_leased(row, now)
-        if row.expires_at <= now and not busy and not row.is_complete:
-            expired = True  # (an upload with every byte here is finished, never expired)
+        if row.expires_at <= now and not busy and not row.survives_expiry:
+            expired = True  # (an upload with every byte here is finished, never expired; partials aside)
         elif row.offset != offset:
             raise OffsetMismatch(f"Upload-Offset is {offset} but the upload is at {row.offset}", offset=row.offset)
         elif busy:
@@ -346,14 +358,21 @@ class _S3Sink:
 
 # --- Services ----------------------------------------------------------------------------
 def upload_create(*, owner: User, length: int, filename: str, filetype: str = "", album: Album | None = None,
-                  metadata: dict[str, str] | None = None) -> Upload:
-    """Create a tus upload of `length` bytes, reserving them against the owner's quota."""
+                  metadata: dict[str, str] | None = None, concat: str = Upload.Concat.NONE) -> Upload:
+    """Create a tus upload of `length` bytes (a partial one with `concat="partial"`),
+    reserving them against the owner's quota."""
+    if concat not in (Upload.Concat.NONE, Upload.Concat.PARTIAL):
+        raise InvalidInput("only a partial upload is created with its length; a final one is concatenated")
+    _check_max_size(length)
+    part_size = part_size_for(length, settings.TUS_S3_PART_SIZE) if is_s3() else 0
+    return upload_reserve(owner=owner, kind=Upload.Kind.TUS, length=length, filename=filename, filetype=filetype,
+                          album=album, metadata=metadata, part_size=part_size, concat=concat)
+
+
+def _check_max_size(length: int) -> None:
     if length > settings.TUS_MAX_SIZE:
         raise TooLarge(f"{length} bytes is more than this server accepts ({settings.TUS_MAX_SIZE})",
                        max_size=settings.TUS_MAX_SIZE)
-    part_size = part_size_for(length, settings.TUS_S3_PART_SIZE) if is_s3() else 0
-    return upload_reserve(owner=owner, kind=Upload.Kind.TUS, length=length, filename=filename, filetype=filetype,
-                          album=album, metadata=metadata, part_size=part_size)
 
 
 def upload_append(*, upload: Upload, offset: int, stream: IO[bytes] | None, checksum: Checksum | None = None,
@@ -361,16 +380,21 @@ def upload_append(*, upload: Upload, offset: int, stream: IO[bytes] | None, chec
     """Append a PATCH body at `offset`; completes the upload when the last byte arrives.
 
     `declared_length` is the body's Content-Length when known: a body that ends before it
-    was cut short. Raises OffsetMismatch, UploadBusy, ChecksumMismatch, UploadExpired.
+    was cut short. Raises OffsetMismatch, UploadBusy, ChecksumMismatch, UploadExpired;
+    FinalUploadReadOnly for a body sent to a final upload. `stream=None` only finishes an
+    upload whose bytes all arrived (what HEAD and cleanup do after an interrupted completion).
     """
+    if upload.concat == Upload.Concat.FINAL and stream is not None:
+        raise FinalUploadReadOnly("a final upload is made of its partial uploads; it takes no PATCH")
     if declared_length is not None and offset + declared_length > upload.length:
         raise InvalidInput(f"the body would take the upload past its length ({upload.length})")
     row, lease = _lease_take(upload_id=upload.pk, offset=offset)
     if lease is None:  # already complete: a client repeating its last PATCH
         return AppendResult(upload=row, media=row.media, created=False)
     try:
-        hasher = running_hashes.get(row.pk, offset)
-        if row.offset < row.length or row.length == 0:
+        # A partial's SHA-256 is never needed: the final's is taken from the assembled bytes.
+        hasher = running_hashes.get(row.pk, offset) if row.concat == Upload.Concat.NONE else None
+        if row.concat != Upload.Concat.FINAL and (row.offset < row.length or row.length == 0):
             received = _receive(row=row, lease=lease, stream=stream, hasher=hasher, checksum=checksum,
                                 declared_length=declared_length)
             row.offset += received
@@ -378,8 +402,10 @@ def upload_append(*, upload: Upload, offset: int, stream: IO[bytes] | None, chec
                 running_hashes.put(row.pk, row.offset, hasher)
         if row.offset < row.length:
             return AppendResult(upload=row)
-        result = _complete(row=row, hasher=running_hashes.get(row.pk, row.offset))
+        result = _complete(row=row, hasher=running_hashes.get(row.pk, row.offset), lease=lease)
         row.refresh_from_db()
+        if result is None:  # a finished partial: no media until a final upload takes it
+            return AppendResult(upload=row)
         return AppendResult(upload=row, media=result.media, created=result.created)
     except STORAGE_ERRORS as exc:
         log.exception("storage failed during PATCH of upload %s", row.pk)
@@ -445,15 +471,25 @@ def _commit(*, row: Upload, locked: Upload, fields: dict[str, Any], received: in
     locked.save(update_fields=[*fields, "offset", "expires_at", "updated_at"])
 
 
-def _complete(*, row: Upload, hasher) -> IngestResult:
+def _complete(*, row: Upload, hasher, lease: _Lease) -> IngestResult | None:
     """Make the original from the received bytes and record the media (or find the one the
-    owner already has with these bytes, deleting the duplicate). Safe to run again."""
+    owner already has with these bytes, deleting the duplicate). Safe to run again.
+
+    A partial makes no media: its bytes are made one blob, which waits for a final upload
+    (returns None). A final assembles its partials first."""
     storage = media_storage()
-    if is_s3(storage):
+    if row.concat == Upload.Concat.PARTIAL:
+        _partial_complete(row)
+        return None
+    sha256 = None
+    if row.concat == Upload.Concat.FINAL:
+        sha256 = _concat_assemble(row, lease)
+    elif is_s3(storage):
         _s3_complete(row)
     else:
         _local_complete(row)
-    sha256 = hasher.hexdigest() if hasher is not None else _sha256_of_key(row.target_key)
+    if sha256 is None:
+        sha256 = hasher.hexdigest() if hasher is not None else _sha256_of_key(row.target_key)
     with transaction.atomic():
         locked = Upload.objects.select_for_update(of=("self",)).select_related("owner", "album").get(pk=row.pk)
         if locked.state == Upload.State.COMPLETED:
@@ -472,9 +508,28 @@ def _complete(*, row: Upload, hasher) -> IngestResult:
         if not result.created:
             key = locked.target_key
             transaction.on_commit(lambda: storage.delete(key))
+        if locked.partials:
+            # The partials' bytes are in the original now (their reservation was released
+            # with the final's, just above).
+            consumed = Blobs(files=[p["key"] for p in locked.partials])
+            transaction.on_commit(lambda: blobs_delete(consumed))
     running_hashes.drop(row.pk)
     log.info("upload %s complete: media %s (%s)", row.pk, result.media.pk, "new" if result.created else "duplicate")
     return result
+
+
+def _partial_complete(row: Upload) -> None:
+    """A partial's bytes made one blob at its target key (S3: its multipart upload completed)."""
+    if is_s3():
+        _s3_complete(row)
+        if row.s3_upload_id:
+            Upload.objects.filter(pk=row.pk, state=Upload.State.ACTIVE).update(s3_upload_id="", parts=[])
+    else:
+        path = Path(media_storage().path(row.part_key))
+        if not path.exists() or path.stat().st_size != row.length:
+            raise StorageUnavailable(f"the part file of partial upload {row.pk} is missing or has the wrong size")
+    running_hashes.drop(row.pk)
+    log.info("partial upload %s complete: waiting for a final upload", row.pk)
 
 
 def _local_complete(row: Upload) -> None:
@@ -524,14 +579,15 @@ def _sha256_of_key(key: str) -> str:
 
 def upload_start(*, owner: User, length: int, filename: str, filetype: str = "", album: Album | None = None,
                  metadata: dict[str, str] | None = None, stream: IO[bytes] | None = None,
-                 checksum: Checksum | None = None, declared_length: int | None = None) -> AppendResult:
+                 checksum: Checksum | None = None, declared_length: int | None = None,
+                 concat: str = Upload.Concat.NONE) -> AppendResult:
     """Creation, with its first bytes when the request carries them (creation-with-upload).
 
     The upload exists even when the first bytes are refused (checksum): the client goes on
     from the offset it is told, as after any failed PATCH.
     """
     upload = upload_create(owner=owner, length=length, filename=filename, filetype=filetype, album=album,
-                           metadata=metadata)
+                           metadata=metadata, concat=concat)
     if stream is None and length > 0:
         return AppendResult(upload=upload)
     try:
@@ -541,3 +597,231 @@ def upload_start(*, owner: User, length: int, filename: str, filetype: str = "",
         log.info("first bytes of upload %s refused: %s", upload.pk, exc.detail)
         upload.refresh_from_db()
         return AppendResult(upload=upload)
+
+
+# --- Concatenation -----------------------------------------------------------------------
+def upload_concat(*, owner: User, partial_ids: list[str], filename: str, filetype: str = "",
+                  album: Album | None = None, metadata: dict[str, str] | None = None) -> AppendResult:
+    """Create a final upload from finished partial uploads of `owner`, in this order, and
+    assemble it into a media. The partials' reservations move to the final: nothing is
+    reserved or released here, and they are released once, when the final leaves `active`.
+
+    Raises PartialNotFound (unknown, someone else's, used or expired), PartialIncomplete,
+    InvalidInput, UploadBusy. A final whose assembly failed on storage is returned without
+    media: it is finished later (HEAD, cleanup) from its row, like any interrupted completion.
+    """
+    ids = _partial_ids(partial_ids)
+    _partials_finish(owner=owner, ids=ids)
+    now = timezone.now()
+    with transaction.atomic():
+        # Locked in one order, so two finals naming the same partials cannot deadlock.
+        found = {row.pk: row for row in Upload.objects.select_for_update().filter(
+            pk__in=ids, owner=owner, kind=Upload.Kind.TUS).order_by("pk")}
+        partials = [_usable_partial(found.get(pk), pk, now) for pk in ids]
+        total = sum(p.length for p in partials)
+        _check_max_size(total)
+        final = Upload(owner=owner, kind=Upload.Kind.TUS, concat=Upload.Concat.FINAL, length=total, offset=total,
+                       filename=clean_filename(filename), filetype=filetype[:127], album=album,
+                       metadata=metadata or {}, expires_at=upload_expiry(),
+                       part_size=part_size_for(total, settings.TUS_S3_PART_SIZE) if is_s3() else 0,
+                       partials=[{"id": str(p.pk), "key": p.target_key, "size": p.length} for p in partials])
+        final.target_key = original_key(user_id=owner.pk, media_id=final.new_media_id, filename=final.filename)
+        if not is_s3():
+            final.part_key = f"{uploads_prefix(owner.pk)}{final.pk}.part"
+        final.save()
+        # They leave `active` without releasing their reservations: those are the final's now.
+        Upload.objects.filter(pk__in=ids).update(state=Upload.State.COMPLETED, lease_token="", lease_until=None,
+                                                 updated_at=now)
+    log.info("final upload %s of %s bytes takes partials %s", final.pk, total, ", ".join(map(str, ids)))
+    try:
+        return upload_append(upload=final, offset=total, stream=None)
+    except (StorageUnavailable, UploadBusy) as exc:
+        log.warning("final upload %s not assembled yet: %s", final.pk, exc.detail)
+        final.refresh_from_db()
+        return AppendResult(upload=final)
+
+
+def _partial_ids(raw_ids: list[str]) -> list[uuid.UUID]:
+    if not raw_ids:
+        raise InvalidInput("Upload-Concat: final needs the URLs of one or more partial uploads")
+    if len(raw_ids) > MAX_PARTIALS:
+        raise InvalidInput(f"a final upload takes at most {MAX_PARTIALS} partial uploads")
+    ids = []
+    for raw in raw_ids:
+        try:
+            ids.append(uuid.UUID(str(raw)))
+        except ValueError:
+            raise PartialNotFound(f"no partial upload {str(raw)[:60]!r} of yours") from None
+    if len(set(ids)) != len(ids):
+        raise InvalidInput("each partial upload may appear only once in Upload-Concat")
+    return ids
+
+
+def _partials_finish(*, owner: User, ids: list[uuid.UUID]) -> None:
+    """Finish the partials whose bytes all arrived but whose completion was cut short (S3:
+    the multipart upload not completed), so the final can take them."""
+    pending = Upload.objects.filter(pk__in=ids, owner=owner, kind=Upload.Kind.TUS, concat=Upload.Concat.PARTIAL,
+                                    state=Upload.State.ACTIVE).exclude(s3_upload_id="")
+    for partial in pending:
+        if partial.awaits_completion:
+            try:
+                upload_append(upload=partial, offset=partial.length, stream=None)
+            except (UploadBusy, UploadExpired, NotFound):
+                pass  # the checks under the lock say what is wrong with it
+
+
+def _usable_partial(row: Upload | None, pk: uuid.UUID, now) -> Upload:
+    """`row` (locked) when a final upload may take it; otherwise why not."""
+    if row is None or row.state in (Upload.State.TERMINATED, Upload.State.FAILED):
+        raise PartialNotFound(f"no partial upload {pk} of yours")
+    if row.concat != Upload.Concat.PARTIAL:
+        raise InvalidInput(f"upload {pk} was not created with Upload-Concat: partial")
+    if row.state == Upload.State.COMPLETED:
+        raise PartialNotFound(f"partial upload {pk} was already used by a final upload")
+    if row.state == Upload.State.EXPIRED or (row.expires_at <= now and not is_leased(row, now)):
+        raise PartialNotFound(f"partial upload {pk} expired")
+    if not row.is_complete:
+        raise PartialIncomplete(f"partial upload {pk} has {row.offset} of its {row.length} bytes; finish it "
+                                "before creating the final upload", upload=str(pk), offset=row.offset,
+                                length=row.length)
+    if is_leased(row, now) or row.s3_upload_id:
+        raise UploadBusy(f"partial upload {pk} is being written right now; try again in a moment")
+    return row
+
+
+def _concat_assemble(row: Upload, lease: _Lease) -> str | None:
+    """Write a final upload's partials, in order, to its original's key. Returns the SHA-256
+    when the bytes passed through us (None when S3 copied them: the caller reads them once)."""
+    pieces = [p for p in row.partials if p["size"] > 0]
+    sha256 = _s3_concat(row, pieces, lease) if is_s3() else _local_concat(row, pieces, lease)
+    log.info("final upload %s assembled from %s partials", row.pk, len(row.partials))
+    return sha256
+
+
+def _local_concat(row: Upload, pieces: list[dict[str, Any]], lease: _Lease) -> str:
+    """One streamed copy into the final's part file, fsynced, then the usual rename. An
+    earlier attempt cut short is simply done again (the partials stay until the media exists)."""
+    storage = media_storage()
+    part = Path(storage.path(row.part_key))
+    part.parent.mkdir(parents=True, exist_ok=True)
+    digest = hashlib.sha256()
+    hashing = _Hashing([digest])
+    try:
+        with open(part, "wb") as out:
+            for piece in pieces:
+                with open(storage.path(piece["key"]), "rb") as source:
+                    if os.fstat(source.fileno()).st_size != piece["size"]:
+                        raise StorageUnavailable(f"partial upload {piece['id']} does not have its "
+                                                 f"{piece['size']} bytes")
+                    while chunk := source.read(READ_CHUNK):
+                        lease.check()
+                        hashing.update(chunk)
+                        out.write(chunk)
+            out.flush()
+            os.fsync(out.fileno())
+    finally:
+        hashing.finish()
+    _local_complete(row)
+    return digest.hexdigest()
+
+
+def _s3_concat(row: Upload, pieces: list[dict[str, Any]], lease: _Lease) -> str | None:
+    """S3 copies when it can: one CopyObject for a single partial, UploadPartCopy into a new
+    multipart upload when every partial but the last is a valid part (5 MiB or more);
+    otherwise (small partials) the bytes pass through us, in parts of the final's part size."""
+    client, bucket = s3_client()
+    sizes = [p["size"] for p in pieces]
+    ranges = _copy_ranges(pieces)
+    sha256 = None
+    if len(pieces) == 1 and sizes[0] <= S3_MAX_COPY_PART:
+        lease.check()
+        client.copy_object(Bucket=bucket, Key=row.target_key, CopySource={"Bucket": bucket, "Key": pieces[0]["key"]},
+                           MetadataDirective="REPLACE", ContentType=row.filetype or "application/octet-stream")
+    elif pieces and all(size >= S3_MIN_PART for size in sizes[:-1]) and len(ranges) <= S3_MAX_PARTS:
+        upload_id = _s3_multipart_start(row, lease)
+        parts = []
+        for number, (key, first, last) in enumerate(ranges, start=1):
+            lease.check()
+            answer = client.upload_part_copy(Bucket=bucket, Key=row.target_key, UploadId=upload_id,
+                                             PartNumber=number, CopySource={"Bucket": bucket, "Key": key},
+                                             CopySourceRange=f"bytes={first}-{last}")
+            parts.append({"PartNumber": number, "ETag": answer["CopyPartResult"]["ETag"]})
+        client.complete_multipart_upload(Bucket=bucket, Key=row.target_key, UploadId=upload_id,
+                                         MultipartUpload={"Parts": parts})
+    else:
+        sha256 = _s3_concat_through(row, pieces, lease)
+    size = client.head_object(Bucket=bucket, Key=row.target_key)["ContentLength"]
+    if size != row.length:
+        raise StorageUnavailable(f"final upload {row.pk} assembled {size} bytes, not {row.length}")
+    return sha256
+
+
+def _copy_ranges(pieces: list[dict[str, Any]]) -> list[tuple[str, int, int]]:
+    """(key, first, last) of each part to copy: a partial larger than a copied part may be
+    is copied in equal ranges (each well above the 5 MiB minimum)."""
+    ranges = []
+    for piece in pieces:
+        count = -(-piece["size"] // S3_MAX_COPY_PART)
+        step = -(-piece["size"] // count)
+        for first in range(0, piece["size"], step):
+            ranges.append((piece["key"], first, min(first + step, piece["size"]) - 1))
+    return ranges
+
+
+def _s3_multipart_start(row: Upload, lease: _Lease) -> str:
+    """A new multipart upload to the final's key, recorded at once (cleanup aborts it if this
+    attempt dies); an earlier attempt's is aborted first."""
+    client, bucket = s3_client()
+    if row.s3_upload_id:
+        blobs_delete(Blobs(multipart=(row.target_key, row.s3_upload_id)))
+    content_type = row.filetype or "application/octet-stream"
+    upload_id = client.create_multipart_upload(Bucket=bucket, Key=row.target_key, ContentType=content_type)["UploadId"]
+    mine = Upload.objects.filter(pk=row.pk, lease_token=lease.token, state=Upload.State.ACTIVE)
+    if not mine.update(s3_upload_id=upload_id):
+        client.abort_multipart_upload(Bucket=bucket, Key=row.target_key, UploadId=upload_id)
+        raise UploadBusy("another request took over this upload")
+    row.s3_upload_id = upload_id
+    return upload_id
+
+
+def _s3_concat_through(row: Upload, pieces: list[dict[str, Any]], lease: _Lease) -> str:
+    """Read the partials and write them as parts (or one PutObject when the whole fits in a
+    part), hashing on the way."""
+    client, bucket = s3_client()
+    part_size = row.part_size or part_size_for(row.length, settings.TUS_S3_PART_SIZE)
+    digest = hashlib.sha256()
+    buffer = bytearray()
+    parts: list[dict[str, Any]] = []
+    upload_id = ""
+
+    def send_part() -> None:
+        nonlocal upload_id
+        upload_id = upload_id or _s3_multipart_start(row, lease)
+        lease.check()
+        number = len(parts) + 1
+        answer = client.upload_part(Bucket=bucket, Key=row.target_key, UploadId=upload_id, PartNumber=number,
+                                    Body=bytes(buffer))
+        parts.append({"PartNumber": number, "ETag": answer["ETag"]})
+        buffer.clear()
+
+    for piece in pieces:
+        received = 0
+        for chunk in client.get_object(Bucket=bucket, Key=piece["key"])["Body"].iter_chunks(READ_CHUNK):
+            lease.check()
+            digest.update(chunk)
+            buffer += chunk
+            received += len(chunk)
+            if len(buffer) >= part_size:
+                send_part()
+        if received != piece["size"]:
+            raise StorageUnavailable(f"partial upload {piece['id']} has {received} bytes, not {piece['size']}")
+    if upload_id:
+        if buffer:
+            send_part()
+        client.complete_multipart_upload(Bucket=bucket, Key=row.target_key, UploadId=upload_id,
+                                         MultipartUpload={"Parts": parts})
+    else:
+        lease.check()
+        client.put_object(Bucket=bucket, Key=row.target_key, Body=bytes(buffer),
+                          ContentType=row.filetype or "application/octet-stream")
+    return digest.hexdigest()

@@ -3,12 +3,14 @@
 - Creation reserves `length` bytes against the owner's quota under a lock on the user row,
   so concurrent creations can never push used + reserved past the quota.
 - Leaving `active` (completed, terminated, expired, failed) happens under the upload's row
-  lock and releases the reservation in the same transaction: exactly once.
+  lock and releases the reservation in the same transaction: exactly once. (A tus partial
+  taken by a final upload releases nothing: its reservation becomes the final's.)
 - The blobs of an upload that did not complete (local part file, S3 multipart upload, the
   staged S3 tail) are deleted after commit.
-- uploads_cleanup() expires what nobody touched for UPLOAD_EXPIRY_HOURS, finishes uploads
-  whose bytes all arrived but whose completion was interrupted, and sweeps blobs no row
-  knows of. It never touches an upload that is live (not expired, or leased by a PATCH).
+- uploads_cleanup() expires what nobody touched for UPLOAD_EXPIRY_HOURS (finished tus
+  partials no final upload took included), finishes uploads whose bytes all arrived but
+  whose completion was interrupted, and sweeps blobs no row knows of. It never touches an
+  upload that is live (not expired, or leased by a PATCH).
 """
 
 from __future__ import annotations
@@ -77,8 +79,11 @@ def album_for(*, owner: User, album_id: Any) -> Album | None:
 @transaction.atomic
 def upload_reserve(*, owner: User, kind: str, length: int, filename: str, filetype: str = "",
                    album: Album | None = None, metadata: dict[str, str] | None = None, sha256: str = "",
-                   part_size: int = 0) -> Upload:
-    """Create an active upload of `length` bytes, reserving them against the owner's quota."""
+                   part_size: int = 0, concat: str = Upload.Concat.NONE) -> Upload:
+    """Create an active upload of `length` bytes, reserving them against the owner's quota.
+
+    A tus partial (`concat="partial"`) keeps its bytes under the uploads prefix, never at an
+    original's key: they only become part of one when a final upload takes them."""
     if length < 0:
         raise InvalidInput("the length must not be negative")
     locked = User.objects.select_for_update().get(pk=owner.pk)
@@ -87,8 +92,11 @@ def upload_reserve(*, owner: User, kind: str, length: int, filename: str, filety
     filename = clean_filename(filename)
     upload = Upload(owner=locked, kind=kind, length=length, filename=filename, filetype=filetype[:127],
                     album=album, metadata=metadata or {}, sha256=sha256, part_size=part_size,
-                    expires_at=upload_expiry())
-    upload.target_key = original_key(user_id=owner.pk, media_id=upload.new_media_id, filename=filename)
+                    concat=concat, expires_at=upload_expiry())
+    if concat == Upload.Concat.PARTIAL:
+        upload.target_key = f"{uploads_prefix(owner.pk)}{upload.pk}.part"
+    else:
+        upload.target_key = original_key(user_id=owner.pk, media_id=upload.new_media_id, filename=filename)
     if kind == Upload.Kind.TUS and not is_s3():
         upload.part_key = f"{uploads_prefix(owner.pk)}{upload.pk}.part"
     upload.save()
@@ -107,7 +115,7 @@ def upload_get_for(*, user: User, upload_id: Any, kind: str) -> Upload:
     if upload.state == Upload.State.EXPIRED:
         raise UploadExpired("this upload expired; start again")
     if (upload.state == Upload.State.ACTIVE and upload.expires_at <= timezone.now() and not is_leased(upload)
-            and not upload.is_complete):
+            and not upload.survives_expiry):
         upload_close(upload_id=upload.pk, state=Upload.State.EXPIRED)
         raise UploadExpired("this upload expired; start again")
     return upload
@@ -126,7 +134,13 @@ class Blobs:
 
 
 def blobs_of(upload: Upload) -> Blobs:
-    blobs = Blobs(files=[k for k in (upload.part_key, upload.tail_key) if k])
+    files = [upload.part_key, upload.tail_key]
+    if upload.concat == Upload.Concat.PARTIAL:
+        files.append(upload.target_key)  # on S3 the finished partial's bytes
+    elif upload.concat == Upload.Concat.FINAL:
+        # Not yet media: the assembled original (if it got that far) and the partials' bytes.
+        files += [upload.target_key, *(p["key"] for p in upload.partials)]
+    blobs = Blobs(files=list(dict.fromkeys(k for k in files if k)))
     if upload.s3_upload_id:
         blobs.multipart = (upload.target_key, upload.s3_upload_id)
     return blobs
@@ -205,8 +219,9 @@ def uploads_cleanup(*, now: datetime | None = None) -> CleanupReport:
         Q(lease_until__isnull=True) | Q(lease_until__lte=now))
     for upload in stale.iterator():
         try:
-            if upload.kind == Upload.Kind.TUS and upload.is_complete:
+            if upload.kind == Upload.Kind.TUS and upload.survives_expiry:
                 # Every byte arrived but completion was cut short: finish it, never discard it.
+                # (A finished partial that no final upload took is expired like any other.)
                 tus.upload_append(upload=upload, offset=upload.length, stream=None)
                 report.completed += 1
             elif upload_close(upload_id=upload.pk, state=Upload.State.EXPIRED):
@@ -234,10 +249,11 @@ def _sweep_orphans(*, now: datetime) -> int:
     active = Upload.objects.filter(state=Upload.State.ACTIVE)
     storage = media_storage()
     removed = 0
+    concat_keys = _concat_keys(active)
     if is_s3(storage):
         client, bucket = s3_client()
         known_ids = set(active.exclude(s3_upload_id="").values_list("s3_upload_id", flat=True))
-        known_tails = set(active.exclude(tail_key="").values_list("tail_key", flat=True))
+        known_tails = set(active.exclude(tail_key="").values_list("tail_key", flat=True)) | concat_keys
         for page in client.get_paginator("list_multipart_uploads").paginate(Bucket=bucket):
             for item in page.get("Uploads", []):
                 if item["UploadId"] in known_ids or item["Initiated"] > cutoff:
@@ -252,22 +268,39 @@ def _sweep_orphans(*, now: datetime) -> int:
                 key = item["Key"]
                 if "/library/uploads/" not in key or key in known_tails or item["LastModified"] > cutoff:
                     continue
-                if Upload.objects.filter(tail_key=key, state=Upload.State.ACTIVE).exists():
+                if (Upload.objects.filter(Q(tail_key=key) | Q(target_key=key), state=Upload.State.ACTIVE).exists()
+                        or key in _concat_keys(Upload.objects.filter(state=Upload.State.ACTIVE))):
                     continue
                 client.delete_object(Bucket=bucket, Key=key)
                 removed += 1
         return removed
     root = Path(storage.location)
-    known = set(active.exclude(part_key="").values_list("part_key", flat=True))
+    known = set(active.exclude(part_key="").values_list("part_key", flat=True)) | concat_keys
     for path in root.glob("*/library/uploads/*"):
         key = path.relative_to(root).as_posix()
         if key in known or path.stat().st_mtime > cutoff.timestamp():
             continue
-        if Upload.objects.filter(part_key=key, state=Upload.State.ACTIVE).exists():
+        if (Upload.objects.filter(part_key=key, state=Upload.State.ACTIVE).exists()
+                or key in _concat_keys(Upload.objects.filter(state=Upload.State.ACTIVE))):
             continue
         path.unlink(missing_ok=True)
         removed += 1
     return removed
+
+
+def _concat_keys(active) -> set[str]:
+    """The bytes of active partials and of the partials a pending final upload has taken.
+
+    One query: a final taking its partials (which stop being active) in between two reads
+    must not make their bytes look like orphans."""
+    keys: set[str] = set()
+    rows = active.exclude(concat=Upload.Concat.NONE).values_list("concat", "target_key", "partials")
+    for concat, target_key, partials in rows:
+        if concat == Upload.Concat.PARTIAL:
+            keys.add(target_key)
+        else:
+            keys.update(p["key"] for p in partials)
+    return keys
 
 
 def fsync_dir(path: Path) -> None:

@@ -10,16 +10,18 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
+from urllib.parse import urlsplit
 
 from django.conf import settings
-from django.urls import reverse
+from django.urls import Resolver404, get_script_prefix, resolve, reverse
 from django.utils.http import http_date
 from rest_framework import status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from gallery import tus
-from gallery.exceptions import InvalidInput, UnsupportedMediaType, UnsupportedVersion, UploadBusy
+from gallery.exceptions import (FinalUploadReadOnly, InvalidInput, PartialNotFound, UnsupportedMediaType,
+                                UnsupportedVersion, UploadBusy)
 from gallery.models import Upload
 from gallery.uploads import album_for, is_leased, upload_get_for, upload_terminate
 from media_api.auth import HasScope
@@ -95,6 +97,47 @@ def has_body(request) -> bool:
     return bool(content_length(request)) or "chunked" in request.META.get("HTTP_TRANSFER_ENCODING", "").lower()
 
 
+def parse_concat(request) -> tuple[str, list[str]]:
+    """Upload-Concat: `partial`, or `final;<url> <url> ...` -> ("final", the upload ids)."""
+    raw = request.META.get("HTTP_UPLOAD_CONCAT")
+    if raw is None:
+        return Upload.Concat.NONE, []
+    raw = raw.strip()
+    if raw == "partial":
+        return Upload.Concat.PARTIAL, []
+    kind, separator, urls = raw.partition(";")
+    if kind.strip() != "final" or not separator:
+        raise InvalidInput("Upload-Concat must be `partial` or `final;<url> <url> ...`")
+    return Upload.Concat.FINAL, [upload_id_from_url(request, url) for url in urls.split()]
+
+
+def upload_id_from_url(request, url: str) -> str:
+    """The upload id in an absolute or path URL of this server's upload resource."""
+    parts = urlsplit(url)
+    not_ours = PartialNotFound(f"{url[:200]!r} is not an upload URL of this server")
+    if parts.netloc and (parts.scheme not in ("http", "https") or parts.netloc.lower() != request.get_host().lower()):
+        raise not_ours
+    path, prefix = parts.path, get_script_prefix()
+    if prefix != "/" and path.startswith(prefix):
+        path = path[len(prefix) - 1:]
+    try:
+        match = resolve(path)
+    except Resolver404:
+        raise not_ours from None
+    if getattr(match.func, "view_class", None) is not UploadResource:
+        raise not_ours
+    return match.kwargs["upload_id"]
+
+
+def concat_headers(request, upload: Upload) -> dict[str, str]:
+    if upload.concat == Upload.Concat.PARTIAL:
+        return {"Upload-Concat": "partial"}
+    if upload.concat == Upload.Concat.FINAL:
+        urls = (request.build_absolute_uri(reverse("tus-upload", args=[p["id"]])) for p in upload.partials)
+        return {"Upload-Concat": "final;" + " ".join(urls)}
+    return {}
+
+
 def upload_headers(upload: Upload, media_id=None) -> dict[str, str]:
     headers = {"Upload-Offset": str(upload.offset)}
     if upload.state == Upload.State.ACTIVE:
@@ -151,25 +194,36 @@ class TusView(APIView):
 
 
 class UploadCollection(TusView):
-    """POST creates an upload (creation, creation-with-upload)."""
+    """POST creates an upload (creation, creation-with-upload, concatenation)."""
 
     def post(self, request):
-        if "HTTP_UPLOAD_CONCAT" in request.META:
-            raise InvalidInput("concatenation is not supported by this server")
         if "HTTP_UPLOAD_DEFER_LENGTH" in request.META:
             raise InvalidInput("Upload-Defer-Length is not supported; send Upload-Length")
-        length = header_int(request, "Upload-Length", required=True)
+        concat, partial_ids = parse_concat(request)
         metadata = parse_metadata(request.META.get("HTTP_UPLOAD_METADATA", ""))
         album = album_for(owner=request.user, album_id=metadata.get("album") or metadata.get("album_id"))
+        filename = metadata.get("filename") or metadata.get("name") or ""
+        filetype = metadata.get("filetype") or metadata.get("type") or ""
+        if concat == Upload.Concat.FINAL:
+            if "HTTP_UPLOAD_LENGTH" in request.META:
+                raise InvalidInput("a final upload takes no Upload-Length: it is the sum of its partial uploads")
+            if has_body(request):
+                raise InvalidInput("a final upload takes no body: its bytes are those of its partial uploads")
+            result = tus.upload_concat(owner=request.user, partial_ids=partial_ids, filename=filename,
+                                       filetype=filetype, album=album, metadata=metadata)
+            location = request.build_absolute_uri(reverse("tus-upload", args=[result.upload.pk]))
+            return Response(status=status.HTTP_201_CREATED, headers={
+                "Location": location, "Upload-Length": str(result.upload.length),
+                **upload_headers(result.upload, result.media and result.media.pk)})
+        length = header_int(request, "Upload-Length", required=True)
         stream = checksum = declared = None
         if has_body(request):
             if request._request.content_type != OFFSET_OCTET_STREAM:
                 raise UnsupportedMediaType(f"a creation body must be {OFFSET_OCTET_STREAM}")
             stream, checksum, declared = request._request, parse_checksum(request), content_length(request)
         result = tus.upload_start(
-            owner=request.user, length=length, filename=metadata.get("filename") or metadata.get("name") or "",
-            filetype=metadata.get("filetype") or metadata.get("type") or "", album=album, metadata=metadata,
-            stream=stream, checksum=checksum, declared_length=declared,
+            owner=request.user, length=length, filename=filename, filetype=filetype, album=album, metadata=metadata,
+            stream=stream, checksum=checksum, declared_length=declared, concat=concat,
         )
         location = request.build_absolute_uri(reverse("tus-upload", args=[result.upload.pk]))
         return Response(status=status.HTTP_201_CREATED,
@@ -181,19 +235,22 @@ class UploadResource(TusView):
 
     def head(self, request, upload_id):
         upload = upload_get_for(user=request.user, upload_id=upload_id, kind=Upload.Kind.TUS)
-        if upload.state == Upload.State.ACTIVE and upload.is_complete and not is_leased(upload):
+        if upload.awaits_completion and not is_leased(upload):
             # Every byte is here but completion was cut short (a crash): finish it now.
             try:
                 upload = tus.upload_append(upload=upload, offset=upload.length, stream=None).upload
             except UploadBusy:
                 pass
-        headers = {**upload_headers(upload), "Upload-Length": str(upload.length), "Cache-Control": "no-store"}
+        headers = {**upload_headers(upload), "Upload-Length": str(upload.length), "Cache-Control": "no-store",
+                   **concat_headers(request, upload)}
         if upload.metadata:
             headers["Upload-Metadata"] = encode_metadata(upload.metadata)
         return Response(status=status.HTTP_200_OK, headers=headers)
 
     def patch(self, request, upload_id):
         upload = upload_get_for(user=request.user, upload_id=upload_id, kind=Upload.Kind.TUS)
+        if upload.concat == Upload.Concat.FINAL:  # 403 whatever the body, as the protocol says
+            raise FinalUploadReadOnly("a final upload is made of its partial uploads; it takes no PATCH")
         if request._request.content_type != OFFSET_OCTET_STREAM:
             raise UnsupportedMediaType(f"PATCH bodies must be {OFFSET_OCTET_STREAM}")
         offset = header_int(request, "Upload-Offset", required=True)

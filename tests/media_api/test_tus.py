@@ -101,7 +101,8 @@ def test_unsupported_version_is_412_and_bad_headers_are_400_json(endpoint, alice
     assert old.json()["error"] == "unsupported_version"
     for bad in ({"Upload-Length": "-1"}, {"Upload-Length": "ten"}, {},
                 {"Upload-Length": "5", "Upload-Metadata": "filename not*base64"},
-                {"Upload-Length": "5", "Upload-Concat": "partial"}):
+                {"Upload-Length": "5", "Upload-Concat": "partly"},
+                {"Upload-Length": "5", "Upload-Concat": "final;/api/v1/uploads/x"}):
         response = requests.post(endpoint, headers=headers(alice_key, **bad))
         assert response.status_code == 400, bad
         assert response.json()["error"] == "invalid" and response.headers["Tus-Resumable"] == "1.0.0"
