@@ -9,10 +9,28 @@ import django
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 django.setup(set_prefix=False)
 
+from asgiref.sync import sync_to_async  # noqa: E402
+
 from media_api.streaming import StreamingUploadASGIHandler  # noqa: E402  (needs Django set up first)
 
-# Django's handler, except that upload bodies stream to the view instead of being spooled.
-django_asgi_app = StreamingUploadASGIHandler()
+
+class ChipmunkASGIHandler(StreamingUploadASGIHandler):
+    """Django's handler, with upload bodies streamed to the view, and one thread hop per request.
+
+    Every middleware in MIDDLEWARE is synchronous at heart (MiddlewareMixin, WhiteNoise). In
+    async mode Django runs each of their hooks through its own sync_to_async, some fifteen
+    trips from the event loop to the request's thread and back per request, which cost more
+    than the rest of a /m/ request put together on a busy machine (bench/stream.py). Built in
+    sync mode, the chain and the view run in that thread in one trip, as under WSGI; the
+    response is still sent by the event loop, and streamed bodies may be async iterators.
+    """
+
+    def load_middleware(self, is_async: bool = False) -> None:
+        super().load_middleware(is_async=False)
+        self._middleware_chain = sync_to_async(self._middleware_chain, thread_sensitive=True)
+
+
+django_asgi_app = ChipmunkASGIHandler()
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402  (needs Django set up first)
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402

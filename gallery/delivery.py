@@ -10,6 +10,10 @@ are 404 for everyone, like an unknown token). Who sends the bytes is DELIVERY_MO
 - redirect: 302 to a short-lived presigned S3 URL. Settings refuse this mode without S3;
   should a test swap the storage to local anyway, we stream instead.
 
+Cost per request: one thread hop does everything blocking before the first byte (the
+lookup, a presigned URL, the first chunk of the body); the lookup is one query for the
+media (or variant) with its owner, after the session or API key (see find_target).
+
 Cache-Control: variants are immutable for a year (a changed variant is a new key; links
 should carry a version, e.g. ?v=<created>, which this view ignores); originals are
 `private, no-cache`: browsers keep them but revalidate (a cheap 304) so a trashed or
@@ -23,24 +27,28 @@ import hashlib
 import logging
 import re
 import unicodedata
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import closing
 from dataclasses import dataclass
 from typing import BinaryIO
 from urllib.parse import quote
 
-from asgiref.sync import sync_to_async
 from django.conf import settings
+from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
+from django.core.exceptions import ValidationError
 from django.core.files.storage import Storage
 from django.core.handlers.asgi import ASGIRequest
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBase, StreamingHttpResponse
+from django.utils.crypto import constant_time_compare
 from django.views.decorators.http import require_http_methods
 
 from gallery import ranges
 from gallery.blobcache import BlobCache, get_cache
 from gallery.models import Media, User, Variant
 from gallery.services import apikey_authenticate
-from gallery.storage import is_s3, media_storage, presign_url
+from gallery.storage import is_s3, media_storage, presign_url, s3_client
 
 logger = logging.getLogger(__name__)
 
@@ -72,6 +80,35 @@ class Target:
 
 
 # --- Authorisation -----------------------------------------------------------------------
+# Sessions of this backend name a user by primary key, valid while the user is active
+# (ModelBackend.get_user); the lookup below checks both. Any other backend goes through
+# Django's get_user.
+_MODEL_BACKEND = "django.contrib.auth.backends.ModelBackend"
+
+
+@dataclass(frozen=True)
+class _Claim:
+    """Who the credential says the caller is; `session_hash` is still to be checked."""
+
+    user_id: uuid.UUID
+    session_hash: str | None  # None: an API key, verified already
+
+
+def _claim(request: HttpRequest) -> _Claim | None:
+    # The session alone, not request.user: loading the user is a second query, and the one
+    # that finds the media brings its owner's row (is_active, password) along.
+    session = request.session
+    raw_id = session.get(SESSION_KEY)
+    if raw_id is not None and session.get(BACKEND_SESSION_KEY) == _MODEL_BACKEND \
+            and _MODEL_BACKEND in settings.AUTHENTICATION_BACKENDS:
+        try:
+            return _Claim(User._meta.pk.to_python(raw_id), session.get(HASH_SESSION_KEY) or "")
+        except ValidationError:
+            pass
+    user = _caller(request)
+    return None if user is None else _Claim(user.pk, None)
+
+
 def _caller(request: HttpRequest) -> User | None:
     user = request.user
     if user.is_authenticated:
@@ -86,21 +123,33 @@ def _caller(request: HttpRequest) -> User | None:
 
 def find_target(request: HttpRequest, token: str, level: str) -> Target | None:
     """The blob behind token/level if the caller may read it, else None (always a 404)."""
-    user = _caller(request)
-    if user is None:
+    claim = _claim(request)
+    if claim is None:
         return None
-    media = Media.objects.visible_to(user).filter(token=token).first()
+    # One query: the media the claimed user may see (or its variant), with the owner's row.
+    media_qs = Media.objects.visible_to_id(claim.user_id).filter(token=token)
+    if level == ORIGINAL_LEVEL:
+        media, variant = media_qs.select_related("owner").first(), None
+    else:
+        variant = Variant.objects.select_related("media__owner").filter(level=level, media__in=media_qs).first()
+        media = variant.media if variant is not None else None
     if media is None:
         return None
-    if level == ORIGINAL_LEVEL:
+    if claim.session_hash is not None and not constant_time_compare(
+            claim.session_hash, media.owner.get_session_auth_hash()):
+        # Not signed with the owner's current password hash and SECRET_KEY: Django decides (it
+        # re-keys a session signed with a SECRET_KEY_FALLBACKS key and flushes any other).
+        user = _caller(request)
+        if user is None or user.pk != media.owner_id:
+            return None
+    if variant is None:
         if not media.original_key or media.status == Media.Status.UPLOADING:
             return None
         etag = media.sha256[:32] if media.sha256 else _key_digest(media.original_key, media.size)
         rep = ranges.Representation(size=media.size, etag=f'"{etag}"', last_modified=media.updated_at,
                                     content_type=media.content_type or "application/octet-stream")
         return Target(media.original_key, str(media.owner_id), rep, media.original_filename)
-    variant = Variant.objects.filter(media=media, level=level).first()
-    if variant is None or not variant.storage_key:
+    if not variant.storage_key:
         return None
     rep = ranges.Representation(size=variant.size, etag=f'"{_key_digest(variant.storage_key, variant.size)}"',
                                 last_modified=variant.created_at, content_type=variant.content_type)
@@ -145,9 +194,14 @@ def _common_headers(target: Target, download: bool) -> dict[str, str]:
 
 # --- Views -------------------------------------------------------------------------------
 @require_http_methods(["GET", "HEAD"])
-async def serve_media(request: HttpRequest, token: str, level: str) -> HttpResponseBase:
-    """Send the original (level "0") or a variant of the media with this token."""
-    target = await sync_to_async(find_target)(request, token, level)
+def serve_media(request: HttpRequest, token: str, level: str) -> HttpResponseBase:
+    """Send the original (level "0") or a variant of the media with this token.
+
+    A sync view: under ASGI Django runs it in one thread hop, which does all the blocking
+    work before the first byte (the lookup, a presigned URL, the first chunk); the rest of a
+    body is read in _io_pool threads.
+    """
+    target = find_target(request, token, level)
     if target is None:
         raise Http404("no such media")
     download = request.GET.get("download") == "1" and target.filename is not None
@@ -157,7 +211,7 @@ async def serve_media(request: HttpRequest, token: str, level: str) -> HttpRespo
         return _accel_response(target, headers)
     storage = media_storage()
     if mode == "redirect" and is_s3(storage):
-        return await sync_to_async(_redirect_response)(storage, target, headers)
+        return _redirect_response(storage, target, headers)
     decision = ranges.evaluate(request.method, request.headers, target.rep)
     return _stream_response(request, storage, target, decision, headers)
 
@@ -190,7 +244,8 @@ def _stream_response(request: HttpRequest, storage: Storage, target: Target,
     # A streaming response even when empty: CommonMiddleware adds "Content-Length: 0" to a
     # plain 304, which RFC 9110 §8.6 forbids (it must be absent or the 200's length).
     if isinstance(request, ASGIRequest):
-        response = StreamingHttpResponse(_in_threads(chunks), status=decision.status)
+        length = int(decision.headers.get("Content-Length", 0)) if send_body else 0
+        response = StreamingHttpResponse(_in_threads(chunks, length), status=decision.status)
     else:
         response = StreamingHttpResponse(chunks, status=decision.status)
     for name, value in headers.items():
@@ -205,16 +260,31 @@ def _stream_response(request: HttpRequest, storage: Storage, target: Target,
     return response
 
 
-async def _in_threads(chunks: Iterator[bytes]) -> AsyncIterator[bytes]:
-    """Pull a blocking iterator from worker threads, so the event loop never waits on disk or S3."""
+def _in_threads(chunks: Iterator[bytes], length: int) -> AsyncIterator[bytes]:
+    """The body as an async iterator; blocking reads never run on the event loop.
+
+    The first chunk is read now, in the view's thread (no hop of its own, and it is ready when
+    the headers go); the others in _io_pool threads. Pulling stops after `length` bytes, the
+    Content-Length, rather than spending a hop to learn that the iterator is done.
+    """
+    first = next(chunks, b"") if length else b""
+    if len(first) >= length:
+        _close(chunks)
+    return _rest_in_threads(first, chunks, length - len(first))
+
+
+async def _rest_in_threads(first: bytes, chunks: Iterator[bytes], remaining: int) -> AsyncIterator[bytes]:
     done = object()
     pending: Future | None = None
     try:
-        while True:
+        if first:
+            yield first
+        while remaining > 0:
             pending = _io_pool.submit(next, chunks, done)
             chunk = await asyncio.wrap_future(pending)
             if chunk is done:
                 return
+            remaining -= len(chunk)
             yield chunk
     finally:
         # On a disconnect the thread may still be inside next(): close the files after it.
@@ -287,7 +357,7 @@ class _S3Source(_Source):
     """Ranged GETs of exactly the bytes asked for (no cache)."""
 
     def __init__(self, storage: Storage, key: str, size: int) -> None:
-        self.client = storage.connection.meta.client
+        self.client = s3_client(storage)
         self.bucket = storage.bucket_name
         self.name = storage._normalize_name(key)  # the object key under the storage's location
         self.key, self.size = key, size
@@ -314,13 +384,6 @@ class _S3Source(_Source):
     def read(self, first: int, last: int) -> Iterator[bytes]:
         yield from self.get(first, last)
 
-    def fetch_into(self, first: int, last: int, out: BinaryIO) -> int:
-        written = 0
-        for chunk in self.get(first, last):
-            out.write(chunk)
-            written += len(chunk)
-        return written
-
 
 class _CachedS3Source(_S3Source):
     """Reads through the block cache; blocks too big for it come straight from S3."""
@@ -331,16 +394,18 @@ class _CachedS3Source(_S3Source):
 
     def read(self, first: int, last: int) -> Iterator[bytes]:
         block_size = self.cache.block_size
-        for index in range(first // block_size, last // block_size + 1):
-            block_first, block_last = self.cache.block_span(index, self.size)
-            lo, hi = max(first, block_first), min(last, block_last)
-            handle = self.cache.open_block(key=self.key, index=index, size=self.size, owner=self.owner,
-                                           fetch=self.fetch_into)
-            if handle is None:
-                yield from self.get(lo, hi)
-                continue
-            with handle:
-                yield from _read_file(handle, lo - block_first, hi - block_first, self.key)
+        indexes = range(first // block_size, last // block_size + 1)
+        # Closed when the reader stops early: that ends a fetch in progress and frees its locks.
+        with closing(self.cache.open_blocks(key=self.key, indexes=indexes, size=self.size, owner=self.owner,
+                                            fetch=self.get)) as blocks:
+            for index, handle in zip(indexes, blocks):
+                block_first, block_last = self.cache.block_span(index, self.size)
+                lo, hi = max(first, block_first), min(last, block_last)
+                if handle is None:
+                    yield from self.get(lo, hi)
+                    continue
+                with handle:
+                    yield from _read_file(handle, lo - block_first, hi - block_first, self.key)
 
 
 def _source(storage: Storage, target: Target) -> _Source:

@@ -17,7 +17,7 @@ from django.http import JsonResponse
 from django.views.decorators.cache import never_cache
 
 from gallery import jobs
-from gallery.storage import is_s3, media_storage
+from gallery.storage import is_s3, media_storage, s3_client
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +38,7 @@ def check_database() -> dict[str, Any]:
 def check_storage() -> dict[str, Any]:
     storage = media_storage()
     if is_s3(storage):
-        storage.connection.meta.client.head_bucket(Bucket=storage.bucket_name)
+        s3_client(storage).head_bucket(Bucket=storage.bucket_name)
         return {"backend": "s3", "bucket": storage.bucket_name}
     location = storage.location
     os.makedirs(location, exist_ok=True)

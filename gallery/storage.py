@@ -10,7 +10,9 @@ from __future__ import annotations
 import functools
 import os
 import re
+import threading
 import uuid
+import weakref
 
 from django.conf import settings
 from django.core.files.storage import Storage, storages
@@ -39,7 +41,26 @@ def variant_key(*, user_id: uuid.UUID, media_id: uuid.UUID, level: str, ext: str
 
 def is_s3(storage: Storage | None = None) -> bool:
     storage = storage or media_storage()
-    return hasattr(storage, "bucket_name") and hasattr(storage, "connection")
+    # On the class: the instance's `connection` property would build a boto3 resource.
+    return hasattr(storage, "bucket_name") and hasattr(type(storage), "connection")
+
+
+_clients: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_clients_lock = threading.Lock()
+
+
+def s3_client(storage: Storage):
+    """The boto3 client of an S3 storage, one per process.
+
+    django-storages keeps a boto3 resource per thread (resources are not thread-safe), and
+    under ASGI every request runs in a new thread, where building one costs tens of
+    milliseconds. Clients are thread-safe: one serves every thread.
+    """
+    with _clients_lock:
+        client = _clients.get(storage)
+        if client is None:
+            client = _clients[storage] = storage.connection.meta.client
+        return client
 
 
 def presign_url(method: str, *, params: dict, expires_in: int) -> str:
@@ -50,7 +71,7 @@ def presign_url(method: str, *, params: dict, expires_in: int) -> str:
     server talks to (http://minio:9000 in compose). Signing needs no network call.
     """
     storage = media_storage()
-    client = storage.connection.meta.client
+    client = s3_client(storage)
     public = settings.S3_PUBLIC_ENDPOINT_URL
     if public and public.rstrip("/") != (client.meta.endpoint_url or "").rstrip("/"):
         client = _public_client(public, client.meta.region_name, storage.access_key, storage.secret_key)

@@ -35,6 +35,7 @@ from gallery.exceptions import InvalidInput, NotFound, UploadBusy, UploadExpired
 from gallery.models import Album, Upload, User
 from gallery.services import clean_filename, quota_check
 from gallery.storage import is_s3, media_storage, original_key
+from gallery.storage import s3_client as storage_s3_client
 
 log = logging.getLogger(__name__)
 
@@ -62,8 +63,9 @@ def uploads_prefix(user_id: uuid.UUID | str) -> str:
 
 
 def s3_client():
+    """The process's boto3 client for the media bucket, and the bucket's name."""
     storage = media_storage()
-    return storage.connection.meta.client, storage.bucket_name
+    return storage_s3_client(storage), storage.bucket_name
 
 
 def album_for(*, owner: User, album_id: Any) -> Album | None:

@@ -24,6 +24,7 @@ def start_with(env: dict[str, str]) -> subprocess.CompletedProcess:
 @pytest.mark.parametrize("name,value", [
     ("PORT", "eighty"), ("DEBUG", "maybe"), ("STORAGE_BACKEND", "floppy"), ("DEFAULT_QUOTA", "huge"),
     ("WORKER_CONCURRENCY", "0"), ("SEARCH_BACKEND", "grep"), ("JOB_LEASE_SECONDS", "1"),
+    ("DATABASE_POOL", "true"),  # on SQLite
 ])
 def test_invalid_setting_names_the_variable(name, value, tmp_path):
     result = start_with({name: value, "CHIPMUNK_DATA_DIR": str(tmp_path)})

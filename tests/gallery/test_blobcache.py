@@ -28,11 +28,13 @@ class Origin:
     def __init__(self) -> None:
         self.requests: list[tuple[int, int]] = []
 
-    def fetch_for(self, key: str):
-        def fetch(first: int, last: int, out) -> int:
+    def fetch_for(self, key: str, chunk: int = 300):
+        def fetch(first: int, last: int):
             self.requests.append((first, last))
-            out.write(content(key)[first:last + 1])
-            return last - first + 1
+            data = content(key)[first:last + 1]
+            # Chunks that do not line up with blocks, as S3 bodies do not.
+            for at in range(0, len(data), chunk):
+                yield data[at:at + chunk]
         return fetch
 
 
@@ -153,12 +155,11 @@ def _slow_reader(root: Path, log: Path, start) -> None:
     cache = new_cache(root / "cache")
     start.wait(30)
 
-    def fetch(first: int, last: int, out) -> int:
+    def fetch(first: int, last: int):
         with open(log, "a") as f:
             f.write("fetch\n")
         time.sleep(0.3)
-        out.write(content("shared")[first:last + 1])
-        return last - first + 1
+        yield content("shared")[first:last + 1]
 
     handle = cache.open_block(key="shared", index=1, size=10 * BLOCK, owner="alice", fetch=fetch)
     assert handle.read() == content("shared")[BLOCK:2 * BLOCK]
@@ -167,16 +168,115 @@ def _slow_reader(root: Path, log: Path, start) -> None:
         f.write("ok\n")
 
 
+def read_all(cache: BlobCache, origin: Origin, key: str, indexes: range, owner: str = "alice") -> list[bytes]:
+    out = []
+    for handle in cache.open_blocks(key=key, indexes=indexes, size=10 * BLOCK, owner=owner,
+                                    fetch=origin.fetch_for(key)):
+        with handle:
+            out.append(handle.read())
+    return out
+
+
+def test_a_cold_run_of_blocks_is_one_fetch(tmp_path):
+    cache, origin = new_cache(tmp_path), Origin()
+    assert read_all(cache, origin, "a", range(1, 4)) == [content("a")[i * BLOCK:(i + 1) * BLOCK] for i in (1, 2, 3)]
+    assert origin.requests == [(BLOCK, 4 * BLOCK - 1)]
+    stats = cache.stats()
+    assert (stats["misses"], stats["entries"], stats["fetched_bytes"]) == (3, 3, 3 * BLOCK)
+    origin.requests.clear()
+    read_all(cache, origin, "a", range(1, 4))
+    assert origin.requests == [] and cache.stats()["hits"] == 3
+
+
+def test_a_run_stops_at_a_cached_block_and_is_capped(tmp_path, monkeypatch):
+    monkeypatch.setattr(blobcache, "MAX_RUN_BLOCKS", 3)
+    cache, origin = new_cache(tmp_path, capacity=10 * BLOCK), Origin()
+    read(cache, origin, "a", index=2)
+    origin.requests.clear()
+    blocks = read_all(cache, origin, "a", range(0, 10))
+    assert b"".join(blocks) == content("a")
+    # 0-1, then 2 from disk, then runs of at most three blocks.
+    assert origin.requests == [(0, 2 * BLOCK - 1), (3 * BLOCK, 6 * BLOCK - 1), (6 * BLOCK, 9 * BLOCK - 1),
+                               (9 * BLOCK, 10 * BLOCK - 1)]
+
+
+def test_each_block_of_a_run_is_readable_as_soon_as_it_lands(tmp_path):
+    # A reads blocks 0-2 through one slow fetch that stalls before block 2; B wants block 1
+    # meanwhile: it must wait for A's fetch (not fetch again) and get the block before A's
+    # fetch is over.
+    cache, requests = new_cache(tmp_path), []
+    data = content("v")
+    stall, a_has_block_1, results = threading.Event(), threading.Event(), {}
+
+    def slow_fetch(first: int, last: int):
+        requests.append((first, last))
+        yield data[0:BLOCK]
+        time.sleep(0.3)  # B asks for block 1 while it is in flight
+        yield data[BLOCK:2 * BLOCK]
+        stall.wait(10)
+        yield data[2 * BLOCK:3 * BLOCK]
+
+    def reader_a():
+        got = []
+        for handle in cache.open_blocks(key="v", indexes=range(0, 3), size=10 * BLOCK, owner="alice",
+                                        fetch=slow_fetch):
+            with handle:
+                got.append(handle.read())
+            if len(got) == 1:
+                reader_b.start()
+            if len(got) == 2:
+                a_has_block_1.set()
+        results["a"] = got
+
+    def read_b():
+        handle = cache.open_block(key="v", index=1, size=10 * BLOCK, owner="alice", fetch=slow_fetch)
+        with handle:
+            results["b"] = handle.read()
+
+    reader_b = threading.Thread(target=read_b)
+    a = threading.Thread(target=reader_a)
+    a.start()
+    assert a_has_block_1.wait(10)
+    reader_b.join(10)
+    assert results["b"] == data[BLOCK:2 * BLOCK]  # while A's fetch is still stalled
+    assert "a" not in results
+    stall.set()
+    a.join(10)
+    assert results["a"] == [data[i * BLOCK:(i + 1) * BLOCK] for i in range(3)]
+    assert requests == [(0, 3 * BLOCK - 1)]
+
+
+def test_a_reader_that_stops_early_ends_the_fetch_and_frees_the_rest(tmp_path):
+    cache, origin, closed = new_cache(tmp_path), Origin(), []
+
+    def fetch(first: int, last: int):
+        try:
+            yield from origin.fetch_for("a")(first, last)
+        finally:
+            closed.append((first, last))
+
+    blocks = cache.open_blocks(key="a", indexes=range(0, 4), size=10 * BLOCK, owner="alice", fetch=fetch)
+    with next(blocks) as handle:
+        assert handle.read() == content("a")[:BLOCK]
+    blocks.close()
+    assert closed == [(0, 4 * BLOCK - 1)]
+    assert len(cached_keys(cache)) == 1  # block 0 only
+    assert list((tmp_path / "tmp").iterdir()) == []
+    # The locks of blocks 1-3 went with it: another reader fetches them without waiting.
+    origin.requests.clear()
+    assert read(cache, origin, "a", index=2) == content("a")[2 * BLOCK:3 * BLOCK]
+    assert origin.requests == [(2 * BLOCK, 3 * BLOCK - 1)]
+
+
 def test_a_failed_or_short_fetch_leaves_nothing_behind(tmp_path):
     cache, origin = new_cache(tmp_path), Origin()
 
-    def broken(first, last, out):
-        out.write(b"x" * 10)
+    def broken(first, last):
+        yield b"x" * 10
         raise ConnectionError("S3 went away")
 
-    def short(first, last, out):
-        out.write(b"x" * 10)
-        return 10
+    def short(first, last):
+        yield b"x" * 10
 
     with pytest.raises(ConnectionError):
         cache.open_block(key="a", index=0, size=10 * BLOCK, owner="alice", fetch=broken)
