@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import shutil
 import sqlite3
 import subprocess
@@ -42,6 +43,11 @@ def manage(env: dict[str, str], *args: str) -> str:
     return result.stdout
 
 
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--photos", type=int, default=60)
@@ -69,6 +75,7 @@ def main() -> None:
         started = time.perf_counter()
         manage(env, "import_folder", str(folder), "--user", "bench")
         ingested = time.perf_counter()
+        cpu_before = _children_cpu()
         workers = [subprocess.Popen([sys.executable, "manage.py", "worker", "--concurrency", str(args.concurrency),
                                      "--poll", "0.05"], cwd=ROOT, env=env) for _ in range(args.processes)]
         db = sqlite3.connect(data / "chipmunk.sqlite3", timeout=30)
@@ -86,6 +93,7 @@ def main() -> None:
                 worker.terminate()
             for worker in workers:
                 worker.wait(timeout=60)
+        worker_cpu = _children_cpu() - cpu_before
         ready = db.execute("select count(*) from gallery_media where status = 'ready'").fetchone()[0]
         variants = db.execute("select count(*) from gallery_variant").fetchone()[0]
         db.close()
@@ -96,6 +104,8 @@ def main() -> None:
         print(f"processing {done - ingested:6.2f} s  ({args.photos / (done - ingested) * 60:7.0f} photos/min)")
         print(f"end to end {total:6.2f} s  ({per_minute:7.0f} photos/min)  ready {ready}, failed {failed or 0}, "
               f"variants {variants}")
+        # CPU seconds barely depend on what else the machine is running; wall time does.
+        print(f"worker CPU {worker_cpu / args.photos * 1000:6.0f} ms per photo (user + system, all worker processes)")
         print(f"ratio to the goal of {GOAL_PER_MINUTE}/min: {per_minute / GOAL_PER_MINUTE:.2f}")
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -13,7 +13,6 @@ import secrets
 from pathlib import Path
 
 import dj_database_url
-from botocore.config import Config as _BotoConfig
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -171,6 +170,14 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["CONN_MAX_AGE"] = 0
     # A file, not memory, so tests can run a real worker process against the test database.
     DATABASES["default"]["TEST"] = {"NAME": str(DATA_DIR / "test.sqlite3")}
+# Under ASGI each request runs in a thread of its own, so CONN_MAX_AGE keeps no connection
+# from one request to the next; a pool per process does, and spares PostgreSQL a connection
+# set-up (and the request its round trips) each time.
+if env_bool("DATABASE_POOL", False):
+    if DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
+        raise ImproperlyConfigured("DATABASE_POOL needs a PostgreSQL DATABASE_URL")
+    DATABASES["default"]["CONN_MAX_AGE"] = 0  # Django refuses persistent connections with a pool
+    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Redis and channels ------------------------------------------------------------------
@@ -196,6 +203,10 @@ S3_PUBLIC_ENDPOINT_URL = env_str("S3_PUBLIC_ENDPOINT_URL")
 
 def s3_storage_config(*, bucket: str, endpoint_url: str, region: str, access_key: str, secret_key: str) -> dict:
     """The STORAGES entry for an S3/MinIO bucket (tests build theirs with it too)."""
+    # Imported here: botocore.config pulls in urllib3 and OpenSSL, a tenth of a second at
+    # every start of a process that only uses local disk (import_folder, the worker).
+    from botocore.config import Config as _BotoConfig
+
     return {
         "BACKEND": "storages.backends.s3.S3Storage",
         "OPTIONS": {

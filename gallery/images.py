@@ -2,11 +2,14 @@
 
 Pure functions: bytes or a path in, encoded variants out. No models, no storage.
 
-Speed comes from two habits. JPEGs are decoded with `draft()` so libjpeg's DCT scaling
-does most of the downscale for free (we never need more than 1080 px), and each smaller
-level is resized from the one above it (a cascade) instead of from the full image.
-WebP encoding, the largest remaining cost, runs on a few threads (libwebp releases the
-GIL). bench/variants.py compares this with a pyvips implementation.
+Speed comes from three habits. JPEGs are decoded at a reduced scale so libjpeg's DCT
+scaling does most of the downscale for free (we never need more than 1080 px): by libvips
+when the file is a plain 8-bit JPEG on disk, whose vectorised Lanczos then takes it to
+the working size several times faster than Pillow's resize (that one resize was a fifth
+of a photo's CPU time), otherwise by Pillow's `draft()`. Each smaller level is
+resized from the one above it (a cascade) instead of from the full image. WebP encoding,
+the largest remaining cost, runs on a few threads (libwebp releases the GIL).
+bench/variants.py compares this with a pyvips-only implementation.
 """
 
 from __future__ import annotations
@@ -22,6 +25,18 @@ import pillow_heif
 from PIL import Image, ImageCms, UnidentifiedImageError
 
 pillow_heif.register_heif_opener()
+
+try:
+    import pyvips
+except (ImportError, OSError):  # no libvips for this platform: Pillow does all the work
+    pyvips = None
+else:
+    # Each file is read once, so libvips' operation cache would only hold open files and
+    # memory. A worker already renders photos in parallel: one libvips thread per render
+    # spends the least CPU per photo (VIPS_CONCURRENCY still overrides).
+    pyvips.cache_set_max(0)
+    if "VIPS_CONCURRENCY" not in os.environ:
+        pyvips.concurrency_set(1)
 
 # Longest side in pixels; never upscaled.
 LEVELS: dict[str, int] = {"1": 10, "2": 40, "3": 160, "4": 320, "5": 640, "6": 1080}
@@ -97,11 +112,15 @@ def render_variants(
                 width, height = stored_h, stored_w
             else:
                 width, height = stored_w, stored_h
-            if fmt in ("JPEG", "MPO"):
-                # libjpeg scales by 1/2, 1/4 or 1/8 while decoding, never below this size.
-                img.draft(None, _working_size(stored_w, stored_h))
-            img.load()
-            has_alpha, working = _prepare(img, stored_w, stored_h, orientation)
+            size = _working_size(stored_w, stored_h)
+            decoded = _vips_jpeg(source, img, size)
+            if decoded is None:
+                if fmt in ("JPEG", "MPO"):
+                    # libjpeg scales by 1/2, 1/4 or 1/8 while decoding, never below this size.
+                    img.draft(None, size)
+                img.load()
+                decoded = img
+            has_alpha, working = _prepare(decoded, stored_w, stored_h, orientation, img.info.get("icc_profile"))
             variants = _cascade(working, width, height)
         except Image.DecompressionBombError as exc:
             raise ImageError(f"image is too large to process safely ({exc})") from exc
@@ -119,15 +138,39 @@ def render_variants_from_image(img: Image.Image) -> list[RenderedVariant]:
     try:
         img.load()
         orientation = _orientation(img)
-        _, working = _prepare(img, img.width, img.height, orientation)
+        _, working = _prepare(img, img.width, img.height, orientation, img.info.get("icc_profile"))
         return _cascade(working, working.width, working.height)
     except (OSError, ValueError, SyntaxError, EOFError, IndexError, TypeError, KeyError) as exc:
         raise ImageError(f"image data is damaged or truncated: {exc}") from exc
 
 
-def _prepare(img: Image.Image, stored_w: int, stored_h: int, orientation: int) -> tuple[bool, Image.Image]:
+def _vips_jpeg(source: str | os.PathLike | IO[bytes], img: Image.Image, size: tuple[int, int]) -> Image.Image | None:
+    """A plain JPEG file decoded straight to `size` by libvips (shrink-on-load, then
+    Lanczos 3), still in its stored orientation and colour space; None to let Pillow do it."""
+    if (pyvips is None or img.format != "JPEG" or img.mode not in ("RGB", "L") or img.size == size
+            or not isinstance(source, (str, os.PathLike))):
+        return None  # CMYK, MPO, a stream, or no resize needed: Pillow's path is as fast
+    w, h = img.size
+    # The same DCT scale Pillow's draft() picks: the largest that stays at or above `size`.
+    shrink = next(s for s in (8, 4, 2, 1) if min(w // size[0], h // size[1]) >= s)
+    try:
+        vimg = pyvips.Image.jpegload(os.fspath(source), shrink=shrink, access="sequential", fail_on="truncated")
+        if vimg.bands != len(img.mode) or vimg.format != "uchar":
+            return None
+        if (vimg.width, vimg.height) != size:
+            vimg = vimg.reduce(vimg.width / size[0], vimg.height / size[1], kernel="lanczos3")
+        data = vimg.write_to_memory()
+        if (vimg.width, vimg.height) != size:
+            return None
+    except pyvips.Error:
+        # A damaged file: Pillow's decoder decides, so broken files fail (or not) as before.
+        return None
+    return Image.frombuffer(img.mode, size, data, "raw", img.mode, 0, 1)
+
+
+def _prepare(img: Image.Image, stored_w: int, stored_h: int, orientation: int,
+             icc: bytes | None) -> tuple[bool, Image.Image]:
     """Return (has_alpha, upright sRGB RGB/RGBA image at the working size)."""
-    icc = img.info.get("icc_profile")
     img = _drop_opaque_alpha(_normalise_mode(img))
     # Shrink before rotating and colour-converting: both then touch ~1 MP, not 12.
     # (Pillow premultiplies alpha inside resize, so invisible pixels do not bleed.)
@@ -257,9 +300,22 @@ def _fit(w: int, h: int, side: int) -> tuple[int, int]:
     return max(1, round(w * scale)), max(1, round(h * scale))
 
 
+# From this many pixels on, an RGB or grey resize goes through libvips: copying the pixels
+# across costs less than what its vectorised Lanczos saves (level 6 -> 5: 6 ms, not 13).
+_VIPS_RESIZE_MIN_PIXELS = 500_000
+
+
 def _resize(img: Image.Image, size: tuple[int, int]) -> Image.Image:
     if img.size == size:
         return img
+    if pyvips is not None and img.mode in ("RGB", "L") and img.width * img.height >= _VIPS_RESIZE_MIN_PIXELS:
+        try:
+            vimg = pyvips.Image.new_from_memory(img.tobytes(), img.width, img.height, len(img.mode), "uchar")
+            vimg = vimg.reduce(img.width / size[0], img.height / size[1], kernel="lanczos3")
+            if (vimg.width, vimg.height) == size:
+                return Image.frombuffer(img.mode, size, vimg.write_to_memory(), "raw", img.mode, 0, 1)
+        except pyvips.Error:
+            pass  # out of memory or the like: Pillow tries
     # reducing_gap lets Pillow box-reduce by an integer factor first (fast) and finish
     # with Lanczos over a short distance (sharp): indistinguishable at these sizes.
     return img.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0)
@@ -272,17 +328,17 @@ def _cascade(img: Image.Image, width: int, height: int) -> list[RenderedVariant]
     # costs microseconds and stays correct in forked worker processes.
     with ThreadPoolExecutor(max_workers=_ENCODE_THREADS) as pool:
         futures: list[Future[RenderedVariant]] = []
-        decoded = top = current = img
+        short = min(width, height)
+        # Squares start from the smallest level whose short side still covers the largest
+        # square (level 5 for a photo: half the work of cropping level 6); for a long
+        # panorama no level does and they start from the decoded image.
+        source = current = img
         for level, side in sorted(LEVELS.items(), key=lambda kv: -kv[1]):
             current = _resize(current, _fit(width, height, side))
             futures.append(pool.submit(_encode, level, current))
-            if side == _MAX_SIDE:
-                top = current
+            if min(current.size) >= min(short, _MAX_SQUARE):
+                source = current
 
-        # Squares start from the biggest image whose short side still covers the largest
-        # square; for a long panorama that is the decoded image, not level 6.
-        short = min(width, height)
-        source = top if min(top.size) >= min(short, _MAX_SQUARE) else decoded
         sw, sh = source.size
         s = min(sw, sh)
         left, upper = (sw - s) // 2, (sh - s) // 2

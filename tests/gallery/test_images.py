@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageChops, ImageOps, ImageStat
 
+from gallery import images
 from gallery.images import (
     LEVELS,
     SQUARE_LEVELS,
@@ -310,3 +311,81 @@ def test_truncated_jpeg_is_an_image_error(corpus: Path) -> None:
 def test_garbage_is_an_image_error(data: bytes) -> None:
     with pytest.raises(ImageError):
         render_variants(io.BytesIO(data))
+
+
+# --- libvips fast path ---------------------------------------------------------------------
+# Big JPEG files on disk are decoded and shrunk by libvips, big RGB/grey resizes go through
+# it too; everything else, and every file libvips refuses, stays with Pillow. Both paths
+# must give the same pictures.
+def camera_jpeg(path: Path, corpus: Path, *, size=(2400, 1800), mode="RGB", **params) -> Path:
+    photo = Image.open(corpus / "jpg" / "gps" / "DSCN0010.jpg").convert(mode).resize(size, Image.Resampling.BICUBIC)
+    photo.save(path, "JPEG", quality=90, **params)
+    return path
+
+
+def same_picture(variant: RenderedVariant) -> float:
+    # The two resamplers differ by ~0.3 grey levels before encoding; at the small levels'
+    # low WebP qualities that grows to a few. A wrong turn or colour would be 30+.
+    return 1.0 if min(variant.width, variant.height) >= 240 else 5.0
+
+
+def render_with_pillow_only(monkeypatch, source):
+    with monkeypatch.context() as m:
+        m.setattr(images, "pyvips", None)
+        return render_variants(source)
+
+
+@pytest.mark.parametrize("orientation", [1, 6])
+@pytest.mark.parametrize("mode", ["RGB", "L"])
+def test_big_jpeg_file_through_libvips_matches_pillow(tmp_path: Path, corpus: Path, monkeypatch, mode: str,
+                                                      orientation: int) -> None:
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    path = camera_jpeg(tmp_path / "big.jpg", corpus, mode=mode, exif=exif.tobytes())
+    assert images._vips_jpeg(path, Image.open(path), (1080, 810)) is not None  # the fast path is taken
+
+    info, fast = render_variants(path)
+    pillow_info, slow = render_with_pillow_only(monkeypatch, path)
+    assert info == pillow_info
+    assert (info.width, info.height) == ((1800, 2400) if orientation == 6 else (2400, 1800))
+    want = expected_sizes(info.width, info.height)
+    for a, b in zip(fast, slow):
+        assert a.level == b.level and (a.width, a.height) == (b.width, b.height) == want[a.level]
+        assert decode(a).size == (a.width, a.height)
+        assert difference(decode(a), decode(b)) < same_picture(a), a.level
+
+
+def test_libvips_path_applies_the_icc_profile(tmp_path: Path, corpus: Path) -> None:
+    generic_rgb = Image.open(corpus / "jpg" / "orientation" / "landscape_2.jpg").info["icc_profile"]
+    plain = camera_jpeg(tmp_path / "plain.jpg", corpus)
+    tagged = camera_jpeg(tmp_path / "tagged.jpg", corpus, icc_profile=generic_rgb)
+    brightness = lambda img: ImageStat.Stat(img.convert("L")).mean[0]  # noqa: E731
+    assert brightness(decode(by_level(render_variants(tagged)[1])["4"])) > \
+        brightness(decode(by_level(render_variants(plain)[1])["4"])) + 5
+
+
+def test_libvips_path_leaves_other_jpegs_to_pillow(tmp_path: Path, corpus: Path) -> None:
+    big = camera_jpeg(tmp_path / "big.jpg", corpus)
+    cmyk = tmp_path / "cmyk.jpg"
+    Image.new("CMYK", (2400, 1800), (0, 255, 255, 0)).save(cmyk, "JPEG")
+    assert images._vips_jpeg(big, Image.open(big), (1080, 810)) is not None
+    assert images._vips_jpeg(cmyk, Image.open(cmyk), (1080, 810)) is None  # CMYK
+    assert images._vips_jpeg(io.BytesIO(big.read_bytes()), Image.open(big), (1080, 810)) is None  # a stream
+    assert images._vips_jpeg(big, Image.open(big), (2400, 1800)) is None  # nothing to shrink
+
+
+def test_truncated_jpeg_file_is_an_image_error(tmp_path: Path, corpus: Path) -> None:
+    path = camera_jpeg(tmp_path / "big.jpg", corpus)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ImageError, match="truncated"):
+        render_variants(path)
+
+
+def test_big_png_resized_through_libvips_matches_pillow(corpus: Path, monkeypatch) -> None:
+    photo = Image.open(corpus / "jpg" / "gps" / "DSCN0010.jpg").convert("RGB").resize((2000, 1500))
+    _, fast = render_variants(encode(photo, "PNG"))
+    _, slow = render_with_pillow_only(monkeypatch, encode(photo, "PNG"))
+    for a, b in zip(fast, slow):
+        assert (a.level, a.width, a.height) == (b.level, b.width, b.height)
+        assert difference(decode(a), decode(b)) < same_picture(a), a.level

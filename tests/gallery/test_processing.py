@@ -114,6 +114,38 @@ def test_processing_twice_makes_only_what_is_missing(storage, alice_api, upload,
     assert Media.objects.get(pk=media.pk).status == Media.Status.READY
 
 
+def test_a_level_stored_first_by_another_run_is_kept_and_ours_deleted(storage, alice_api, upload, corpus,
+                                                                      monkeypatch):
+    from gallery.processing import media_process
+
+    media = Media.objects.get(pk=upload(alice_api, corpus / "jpg" / "Nikon_D70.jpg").json()["id"])
+    Variant.objects.filter(media=media, level__in=["4", "5"]).delete()
+    saved: list[str] = []
+    real_save, real_bulk_create = type(media_storage()).save, Variant.objects.bulk_create
+
+    def save(self, name, content, *args, **kwargs):
+        saved.append(real_save(self, name, content, *args, **kwargs))
+        return saved[-1]
+
+    def racing_bulk_create(objs, **kwargs):
+        # Another run stores level 4 between our look at what exists and our insert.
+        Variant.objects.create(media=media, level="4", width=1, height=1, size=1, content_type="image/webp",
+                               storage_key="elsewhere/4.webp")
+        return real_bulk_create(objs, **kwargs)
+
+    monkeypatch.setattr(type(media_storage()), "save", save)
+    monkeypatch.setattr(Variant.objects, "bulk_create", racing_bulk_create)
+    media_process(media_id=media.pk)
+
+    rows = dict(media.variants.values_list("level", "storage_key"))
+    assert rows["4"] == "elsewhere/4.webp"  # the first one stored wins
+    assert rows["5"] in saved and media_storage().exists(rows["5"])
+    assert len(saved) == 2
+    ours_for_4 = next(key for key in saved if key != rows["5"])
+    assert not media_storage().exists(ours_for_4)  # our surplus file is gone
+    assert Media.objects.get(pk=media.pk).status == Media.Status.READY
+
+
 def test_regenerate_command_requeues(alice, alice_api, upload, corpus, settings):
     import io as _io
 
