@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
-from django.urls import include, path
+from django.urls import include, path, re_path
 
 from gallery import delivery, health
 
@@ -12,6 +12,7 @@ urlpatterns = [
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("health/", health.health, name="health"),
     path("api/v1/", include("media_api.urls")),
-    path("m/<str:token>/<str:level>/", delivery.serve_media, name="media-file"),
+    # Tokens are URL-safe base64 and levels short names: anything else is 404 before a query.
+    re_path(r"^m/(?P<token>[A-Za-z0-9_-]{1,64})/(?P<level>[0-9a-z]{1,8})/$", delivery.serve_media, name="media-file"),
     path("", include("gallery.urls")),
 ]

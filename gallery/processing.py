@@ -203,6 +203,18 @@ def _store_outputs(media: Media, outcome: Outcome) -> None:
             storage.delete(variant.storage_key)
 
 
+def without_nul(value: Any) -> Any:
+    """The same data with NUL characters removed from every string (tags and EXIF carry them;
+    PostgreSQL refuses them in text and JSON)."""
+    if isinstance(value, str):
+        return value.replace("\x00", "")
+    if isinstance(value, dict):
+        return {without_nul(k): without_nul(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [without_nul(v) for v in value]
+    return value
+
+
 def media_process(*, media_id: uuid.UUID | str) -> None:
     """Process one media (idempotent). Raises only for errors worth a retry."""
     media = Media.objects.select_related("owner").filter(pk=media_id).first()
@@ -226,6 +238,7 @@ def media_process(*, media_id: uuid.UUID | str) -> None:
     with transaction.atomic():
         fields = {**outcome.fields, "status": Media.Status.READY, "error": "\n".join(outcome.notes)[:5000],
                   "details": {**media.details, **outcome.details}, "updated_at": timezone.now()}
+        fields = without_nul(fields)
         Media.objects.filter(pk=media.pk).update(**fields)
         events.send_after_commit(media.owner_id, "media.ready", media_id=str(media.pk))
 
@@ -235,5 +248,6 @@ def media_mark_failed(*, media_id: uuid.UUID | str, error: str) -> None:
     media = Media.objects.filter(pk=media_id).only("owner_id").first()
     if media is None:
         return
+    error = without_nul(error)
     Media.objects.filter(pk=media_id).update(status=Media.Status.FAILED, error=error[:5000], updated_at=timezone.now())
     events.send(media.owner_id, "media.failed", media_id=str(media_id), error=error[:500])

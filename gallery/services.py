@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
 import uuid
 from dataclasses import dataclass
@@ -77,7 +78,9 @@ def sha256_of(stream: IO[bytes]) -> str:
 
 def clean_filename(filename: str | None) -> str:
     """A file name safe to keep and show: no path separators, at most 255 characters."""
-    return (filename or "").strip().replace("/", "_").replace("\\", "_")[:255] or "upload"
+    # Control characters (NUL above all: PostgreSQL refuses it) have no place in a name.
+    name = "".join(ch for ch in (filename or "") if ch.isprintable())
+    return name.strip().replace("/", "_").replace("\\", "_")[:255] or "upload"
 
 
 def media_ingest(*, owner: User, stream: IO[bytes], size: int, filename: str,
@@ -225,6 +228,8 @@ def apikey_authenticate(*, raw: str) -> ApiKey | None:
     if not raw.startswith(KEY_PREFIX):
         return None
     prefix = raw[len(KEY_PREFIX):].split("_", 1)[0]
+    if not re.fullmatch(r"[0-9a-f]{8}", prefix):
+        return None  # not one of ours; never let arbitrary bytes reach the query
     key = ApiKey.objects.select_related("user").filter(prefix=prefix, revoked_at__isnull=True).first()
     if key is None or not hmac.compare_digest(key.hashed_secret, _hash_key(raw)) or not key.user.is_active:
         return None

@@ -68,6 +68,8 @@ def parse_metadata(raw: str) -> dict[str, str]:
             pairs[key] = base64.b64decode(value, validate=True).decode("utf-8") if value else ""
         except (binascii.Error, UnicodeDecodeError, ValueError):
             raise InvalidInput(f"Upload-Metadata value of {key!r} is not base64 of UTF-8 text") from None
+        if "\x00" in pairs[key]:
+            raise InvalidInput(f"Upload-Metadata value of {key!r} contains a NUL character")
     return pairs
 
 

@@ -46,3 +46,19 @@ def test_bad_api_requests_are_4xx_json(alice_api, method, url, data, fmt):
 def test_bad_delivery_urls_are_404(client, alice, url):
     client.force_login(alice)
     assert client.get(url).status_code == 404
+
+
+def test_nul_characters_never_reach_the_database(alice_api, upload):
+    import base64
+
+    from gallery.models import Media
+    from gallery.processing import without_nul
+
+    body = upload(alice_api, name="bad\x00name.txt", data=b"nul in the name").json()
+    assert Media.objects.get(pk=body["id"]).original_filename == "badname.txt"
+    metadata = "filename " + base64.b64encode(b"a\x00b.jpg").decode()
+    response = alice_api.post("/api/v1/uploads/", HTTP_TUS_RESUMABLE="1.0.0", HTTP_UPLOAD_LENGTH="3",
+                              HTTP_UPLOAD_METADATA=metadata)
+    assert response.status_code == 400 and "NUL" in response.json()["detail"]
+    cleaned = without_nul({"title": "So\x00ng", "tags": ["a\x00", 1], "n": 2.5})
+    assert cleaned == {"title": "Song", "tags": ["a", 1], "n": 2.5}
