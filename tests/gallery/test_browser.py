@@ -83,15 +83,21 @@ def browser(monkeypatch):
         chromium.close()
 
 
+def log_in(browser, server: str, username: str):
+    """A new page, logged in through the login form; it lands on the timeline."""
+    page = browser.new_page()
+    page.goto(f"{server}/")
+    page.fill("input[name=username]", username)
+    page.fill("input[name=password]", f"{username}-password")
+    page.click("button[type=submit]")
+    page.wait_for_selector("#grid")
+    return page
+
+
 def test_login_upload_with_tus_and_see_the_photo_appear_live(server, browser, alice, corpus, tmp_path):
     photo = tmp_path / "DSCN0010.jpg"
     shutil.copy(corpus / "jpg" / "gps" / "DSCN0010.jpg", photo)
-    page = browser.new_page()
-    page.goto(f"{server}/")
-    page.fill("input[name=username]", "alice")
-    page.fill("input[name=password]", "alice-password")
-    page.click("button[type=submit]")
-    page.wait_for_selector("#grid")
+    page = log_in(browser, server, "alice")
     assert "Nothing here yet" in page.inner_text("#grid")
 
     # No reload from here on: the tile must arrive over the websocket.
@@ -121,12 +127,7 @@ def test_stranger_sees_an_empty_grid_and_404_for_alices_photo(server, browser, a
     path = corpus / "jpg" / "Canon_40D.jpg"
     with open(path, "rb") as fh:
         media = media_ingest(owner=alice, stream=fh, size=path.stat().st_size, filename=path.name).media
-    page = browser.new_page()
-    page.goto(f"{server}/login/")
-    page.fill("input[name=username]", "charlie")
-    page.fill("input[name=password]", "charlie-password")
-    page.click("button[type=submit]")
-    page.wait_for_selector("#grid")
+    page = log_in(browser, server, "charlie")
     assert "Nothing here yet" in page.inner_text("#grid")
     response = page.goto(f"{server}/m/{media.token}/0/")
     assert response.status == 404

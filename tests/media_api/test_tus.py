@@ -23,6 +23,7 @@ from gallery.exceptions import QuotaExceeded
 from gallery.models import Album, Media, Upload, User
 from gallery.services import apikey_create, user_create
 from gallery.storage import media_storage
+from tests.media_api.conftest import key_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -34,20 +35,6 @@ OCTETS = "application/offset+octet-stream"
 def small_parts(settings):
     # S3's smallest part, so a few MiB exercise parts and staged tails.
     settings.TUS_S3_PART_SIZE = 5 * MiB
-
-
-def key_for(user) -> str:
-    return apikey_create(user=user, name="tus", scopes=["media.read", "media.read_write"])[1]
-
-
-@pytest.fixture
-def alice_key(alice) -> str:
-    return key_for(alice)
-
-
-@pytest.fixture
-def endpoint(live_server) -> str:
-    return f"{live_server.url}/api/v1/uploads/"
 
 
 def headers(key: str, **extra: str) -> dict[str, str]:

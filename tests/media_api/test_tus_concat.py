@@ -22,7 +22,8 @@ from gallery.models import Album, Media, Upload
 from gallery.services import user_create
 from gallery.storage import media_storage
 from tests.conftest import use_storage
-from tests.media_api.test_tus import MiB, create, headers, key_for, meta, patch, s3_leftovers, stored_bytes
+from tests.media_api.conftest import key_for
+from tests.media_api.test_tus import MiB, create, headers, meta, patch, s3_leftovers, stored_bytes
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -30,16 +31,6 @@ pytestmark = pytest.mark.django_db(transaction=True)
 @pytest.fixture
 def small_parts(settings):
     settings.TUS_S3_PART_SIZE = 5 * MiB
-
-
-@pytest.fixture
-def alice_key(alice) -> str:
-    return key_for(alice)
-
-
-@pytest.fixture
-def endpoint(live_server) -> str:
-    return f"{live_server.url}/api/v1/uploads/"
 
 
 @pytest.fixture
