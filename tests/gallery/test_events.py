@@ -62,9 +62,16 @@ async def test_upload_and_processing_events_arrive(layer, alice, corpus):
     assert (await comm.connect())[0]
 
     def ingest():
-        with open(corpus / "jpg" / "Canon_40D.jpg", "rb") as fh:
-            return media_ingest(owner=alice, stream=fh, size=os.fstat(fh.fileno()).st_size,
-                                filename="Canon_40D.jpg").media
+        from django.db import connection
+
+        try:
+            with open(corpus / "jpg" / "Canon_40D.jpg", "rb") as fh:
+                return media_ingest(owner=alice, stream=fh, size=os.fstat(fh.fileno()).st_size,
+                                    filename="Canon_40D.jpg").media
+        finally:
+            # This runs in a worker thread of sync_to_async: its connection would outlive the
+            # test and keep PostgreSQL from dropping the test database.
+            connection.close()
 
     media = await sync_to_async(ingest)()
     seen = []
