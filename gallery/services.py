@@ -12,6 +12,7 @@ import re
 import secrets
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
 from typing import IO, Iterable
 
 from django.db import transaction
@@ -84,7 +85,7 @@ def clean_filename(filename: str | None) -> str:
 
 
 def media_ingest(*, owner: User, stream: IO[bytes], size: int, filename: str,
-                 content_type: str | None = None) -> IngestResult:
+                 content_type: str | None = None, file_modified_at: datetime | None = None) -> IngestResult:
     """Store an uploaded file as a new media of `owner` and queue its processing.
 
     The quota is checked before any byte is stored. A file the owner already has (same
@@ -102,7 +103,7 @@ def media_ingest(*, owner: User, stream: IO[bytes], size: int, filename: str,
     key = storage.save(original_key(user_id=owner.pk, media_id=media_id, filename=filename), stream)
     try:
         result = media_record(owner=owner, media_id=media_id, key=key, size=size, sha256=sha256,
-                              filename=filename, content_type=content_type)
+                              filename=filename, content_type=content_type, file_modified_at=file_modified_at)
     except BaseException:
         storage.delete(key)  # nothing may stay behind for a media that does not exist
         raise
@@ -114,13 +115,16 @@ def media_ingest(*, owner: User, stream: IO[bytes], size: int, filename: str,
 @transaction.atomic
 def media_record(*, owner: User, media_id: uuid.UUID, key: str, size: int, sha256: str, filename: str,
                  content_type: str | None, reserved: int = 0, album: Album | None = None,
-                 dedup: bool = True, status: str = Media.Status.PENDING) -> IngestResult:
+                 dedup: bool = True, status: str = Media.Status.PENDING,
+                 file_modified_at: datetime | None = None) -> IngestResult:
     """Record stored bytes as a media of `owner`: the one place media rows are created.
 
     Under a lock on the user row: with `dedup`, a file the owner already has (same SHA-256)
     resolves to the existing media (created=False; the caller deletes its bytes); otherwise
     the size counts as used. `reserved` bytes of the owner's reservation (an upload's) are
     released either way. A pending media has its processing queued after commit.
+    Until processing finds a capture date, taken_at is the file's own date when the client
+    sent one (`file_modified_at`), else now; either way flagged as estimated.
     """
     # The row lock serialises quota accounting and dedup per user; checks are repeated under it.
     locked = User.objects.select_for_update().get(pk=owner.pk)
@@ -140,6 +144,7 @@ def media_record(*, owner: User, media_id: uuid.UUID, key: str, size: int, sha25
     media = Media.objects.create(
         id=media_id, owner=locked, kind=kind_for(content_type, filename), original_filename=filename,
         content_type=content_type, size=size, sha256=sha256, status=status, original_key=key,
+        taken_at=file_modified_at or timezone.now(), taken_at_estimated=True,
     )
     User.objects.filter(pk=owner.pk).update(used_bytes=F("used_bytes") + size,
                                             reserved_bytes=F("reserved_bytes") - reserved)

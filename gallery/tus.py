@@ -61,7 +61,8 @@ from gallery.models import Album, Media, Upload, User
 from gallery.services import IngestResult, clean_filename, media_record
 from gallery.storage import is_s3, media_storage, original_key
 from gallery.uploads import (MiB, S3_MAX_PARTS, STORAGE_ERRORS, Blobs, blobs_delete, fsync_dir, is_leased,
-                             part_size_for, s3_client, upload_close, upload_expiry, upload_reserve, uploads_prefix)
+                             metadata_file_date, part_size_for, s3_client, upload_close, upload_expiry, upload_reserve,
+                             uploads_prefix)
 
 log = logging.getLogger(__name__)
 
@@ -498,7 +499,8 @@ def _complete(*, row: Upload, hasher, lease: _Lease) -> IngestResult | None:
             raise NotFound("no such upload")
         result = media_record(owner=locked.owner, media_id=locked.new_media_id, key=locked.target_key,
                               size=locked.length, sha256=sha256, filename=locked.filename,
-                              content_type=locked.filetype, reserved=locked.length, album=locked.album)
+                              content_type=locked.filetype, reserved=locked.length, album=locked.album,
+                              file_modified_at=metadata_file_date(locked.metadata))
         locked.state = Upload.State.COMPLETED
         locked.media = result.media
         locked.sha256 = sha256

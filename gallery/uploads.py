@@ -21,6 +21,7 @@ import os
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +67,19 @@ def s3_client():
     """The process's boto3 client for the media bucket, and the bucket's name."""
     storage = media_storage()
     return storage_s3_client(storage), storage.bucket_name
+
+
+def metadata_file_date(metadata: dict[str, str]) -> datetime | None:
+    """The file's own modification time from Upload-Metadata `lastModified` (ms since the
+    epoch, as browsers give File.lastModified); None when absent or not believable."""
+    raw = (metadata or {}).get("lastModified", "").strip()
+    if not raw.isdigit():
+        return None
+    try:
+        when = datetime.fromtimestamp(int(raw) / 1000, tz=dt_timezone.utc)
+    except (OverflowError, OSError, ValueError):
+        return None
+    return when if when <= timezone.now() + timedelta(days=1) else None
 
 
 def album_for(*, owner: User, album_id: Any) -> Album | None:

@@ -104,7 +104,9 @@
       endpoint: endpoint,
       chunkSize: CHUNK_SIZE,
       retryDelays: [0, 1000, 3000, 5000, 10000, 20000, 30000, 60000],
-      metadata: {filename: file.name, filetype: file.type || "application/octet-stream"},
+      // lastModified: the file's own date, the timeline's fallback when it has no EXIF date.
+      metadata: {filename: file.name, filetype: file.type || "application/octet-stream",
+                 lastModified: String(file.lastModified || "")},
       headers: {"X-CSRFToken": csrfToken},
       storeFingerprintForResuming: true,
       removeFingerprintOnSuccess: true,

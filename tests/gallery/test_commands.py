@@ -116,3 +116,18 @@ def test_import_folder_reports_each_file(alice, tmp_path, corpus):
     assert Media.objects.filter(owner=alice).count() == 2
     with pytest.raises(CommandError, match="not a folder"):
         run("import_folder", str(tmp_path / "missing"), "--user", "alice")
+
+
+def test_import_folder_dates_files_by_their_modification_time(alice, tmp_path):
+    import os
+    from datetime import datetime, timezone
+
+    from gallery.models import Media
+
+    note = tmp_path / "old-note.txt"
+    note.write_text("written long ago")
+    when = datetime(2015, 3, 1, 12, 0, tzinfo=timezone.utc)
+    os.utime(note, (when.timestamp(), when.timestamp()))
+    run("import_folder", str(tmp_path), "--user", "alice")
+    media = Media.objects.get(owner=alice, original_filename="old-note.txt")
+    assert media.taken_at == when and media.taken_at_estimated

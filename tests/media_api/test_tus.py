@@ -537,3 +537,37 @@ def test_the_timeline_page_loads_the_tus_uploader_and_keeps_the_plain_form(clien
     script = (settings.BASE_DIR / "static" / "gallery" / "upload.js").read_text()
     for needed in ("X-CSRFToken", "findPreviousUploads", "resumeFromPreviousUpload", "onProgress", "drop"):
         assert needed in script
+
+
+def test_the_files_own_date_is_the_fallback_taken_at(endpoint, alice, alice_key, corpus,
+                                                     django_capture_on_commit_callbacks):
+    from datetime import datetime, timezone
+
+    # A text file has no capture date: the browser's File.lastModified stands in, estimated.
+    modified_ms = str(int(datetime(2019, 7, 14, 10, 30, tzinfo=timezone.utc).timestamp() * 1000))
+    data = b"notes from the trip"
+    created = requests.post(endpoint, data=data, headers=headers(
+        alice_key, **{"Upload-Length": str(len(data)), "Content-Type": OCTETS,
+                      "Upload-Metadata": meta(filename="notes.txt", lastModified=modified_ms)}))
+    assert created.status_code == 201, created.text
+    notes = Media.objects.get(pk=created.headers["Media-Id"])
+    assert notes.taken_at == datetime(2019, 7, 14, 10, 30, tzinfo=timezone.utc) and notes.taken_at_estimated
+    # A photo's EXIF date wins over the file date once processed.
+    photo = (corpus / "jpg" / "Canon_40D.jpg").read_bytes()
+    with django_capture_on_commit_callbacks(execute=True):
+        created = requests.post(endpoint, data=photo, headers=headers(
+            alice_key, **{"Upload-Length": str(len(photo)), "Content-Type": OCTETS,
+                          "Upload-Metadata": meta(filename="c.jpg", lastModified=modified_ms)}))
+    assert created.status_code == 201, created.text
+    # live_server runs the request in another thread: process here, as the worker would.
+    from gallery.processing import media_process
+
+    media_process(media_id=created.headers["Media-Id"])
+    photo_media = Media.objects.get(pk=created.headers["Media-Id"])
+    assert photo_media.taken_at_local().replace(tzinfo=None) == datetime(2008, 5, 30, 15, 56, 1)
+    assert not photo_media.taken_at_estimated
+    # Nonsense is ignored: the upload time stays.
+    created = requests.post(endpoint, data=b"x", headers=headers(
+        alice_key, **{"Upload-Length": "1", "Content-Type": OCTETS,
+                      "Upload-Metadata": meta(filename="x.txt", lastModified="99999999999999999")}))
+    assert Media.objects.get(pk=created.headers["Media-Id"]).taken_at.year == datetime.now().year

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import os
+from datetime import datetime, timezone
 from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
@@ -29,7 +31,9 @@ class Command(BaseCommand):
         for path in files:
             try:
                 with open(path, "rb") as fh:
-                    result = media_ingest(owner=owner, stream=fh, size=path.stat().st_size, filename=path.name)
+                    stat = os.fstat(fh.fileno())
+                    result = media_ingest(owner=owner, stream=fh, size=stat.st_size, filename=path.name,
+                                          file_modified_at=datetime.fromtimestamp(stat.st_mtime, tz=timezone.utc))
             except ChipmunkError as exc:
                 counts["error"] += 1
                 self.stderr.write(f"error\t{path}\t{exc.detail}")
