@@ -99,6 +99,21 @@ def _local_storage_by_default(settings, tmp_path):
     storages._storages = {}
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _no_stray_connections_at_the_end(django_db_setup, django_db_blocker):
+    """Connections that async tests opened in worker threads are never closed by Django's
+    test client (it keeps connections open on purpose); on PostgreSQL they would keep the
+    test database from being dropped. End them before the database is torn down."""
+    yield
+    from django.db import connection
+
+    with django_db_blocker.unblock():
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                               "WHERE datname = current_database() AND pid <> pg_backend_pid()")
+
+
 # --- The cast ----------------------------------------------------------------------------
 GB = 10**9
 
