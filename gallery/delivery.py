@@ -22,6 +22,7 @@ vaulted original stops being shown at once.
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import hashlib
 import logging
@@ -313,7 +314,7 @@ def _body(source: _Source, decision: ranges.Decision) -> Iterator[bytes]:
                 yield from source.read(first, last)
 
 
-class _Source:
+class _Source(abc.ABC):
     """Bytes of one blob: `read(first, last)` yields them in chunks of at most CHUNK_SIZE."""
 
     def __enter__(self) -> _Source:
@@ -322,8 +323,9 @@ class _Source:
     def __exit__(self, *exc: object) -> None:
         pass
 
+    @abc.abstractmethod
     def read(self, first: int, last: int) -> Iterator[bytes]:
-        raise NotImplementedError
+        """Bytes first..last (inclusive)."""
 
 
 class _FileSource(_Source):
