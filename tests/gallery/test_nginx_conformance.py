@@ -27,18 +27,13 @@ from django.core.handlers.asgi import ASGIHandler
 
 from gallery.models import Media
 from gallery.services import apikey_create
+from tests.conftest import free_port
 from tests.gallery.test_delivery import make_media
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 DEPLOY_CONF = Path(__file__).resolve().parents[2] / "deploy" / "nginx.conf"
 SIZE = 2**20 + 4321
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def wait_for_port(port: int, timeout: float = 15.0) -> None:
