@@ -168,7 +168,7 @@ def big_file_map() -> mmap.mmap:
 SETUP = """
 import json
 from gallery.models import Media, User
-from gallery.services import apikey_create
+from gallery.services.accounts import apikey_create
 user = User.objects.filter(username="bench").first() or User.objects.create_user(username="bench", password=None)
 out = {}
 for key, size in %s:

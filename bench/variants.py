@@ -1,4 +1,4 @@
-"""Benchmark: gallery.images.render_variants against a pyvips thumbnail + cascade reference.
+"""Benchmark: gallery.processing.images.render_variants against a pyvips thumbnail + cascade reference.
 
 Run from the project root:  .venv/bin/python bench/variants.py [--runs 7]
 
@@ -32,7 +32,7 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from gallery.images import _QUALITY, _WEBP_METHOD, LEVELS, SQUARE_LEVELS, render_variants  # noqa: E402
+from gallery.processing.images import _QUALITY, _WEBP_METHOD, LEVELS, SQUARE_LEVELS, render_variants  # noqa: E402
 
 CORPUS_PHOTO = ROOT.parent / "shared" / "corpus" / "jpg" / "gps" / "DSCN0010.jpg"
 
@@ -122,7 +122,7 @@ def main() -> None:
             ref2_m = statistics.median(ref2_t)
             print(f"{info.width}x{info.height} JPEG {mb:.1f} MB, EXIF orientation {orientation}, "
                   f"{args.runs} runs, pyvips {pyvips.version(0)}.{pyvips.version(1)}, "
-                  f"vips threads {pyvips.concurrency_get()} (gallery.images sets 1 unless VIPS_CONCURRENCY is set)")
+                  f"vips threads {pyvips.concurrency_get()} (gallery.processing.images sets 1 unless VIPS_CONCURRENCY is set)")
             print(f"  ours (shrink-on-load, cascade): median {ours_m * 1000:7.1f} ms  "
                   f"({sum(len(v.data) for v in ours_out) / 1e3:.0f} kB)")
             print(f"  pyvips thumbnail + cascade:      median {ref_m * 1000:7.1f} ms  "

@@ -334,7 +334,7 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env_choice("LOG_LEVEL", "info", ("debug", "info", "warning", "error")).upper()},
 }
 
-# --- Media delivery (gallery.delivery, gallery.blobcache) --------------------------------
+# --- Media delivery (gallery.delivery.views, gallery.delivery.blobcache) --------------------------------
 # stream: Django sends the bytes itself (embedded mode); x-accel: Django authorises and nginx
 # sends the file from its internal location; redirect: 302 to a presigned S3 URL.
 DELIVERY_MODE = env_choice("DELIVERY_MODE", "stream", ("stream", "x-accel", "redirect"))

@@ -4,7 +4,8 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path, re_path
 
-from gallery import delivery, health
+from gallery import health
+from gallery.delivery import views as delivery
 
 urlpatterns = [
     path("admin/", admin.site.urls),
@@ -14,5 +15,5 @@ urlpatterns = [
     path("api/v1/", include("media_api.urls")),
     # Tokens are URL-safe base64 and levels short names: anything else is 404 before a query.
     re_path(r"^m/(?P<token>[A-Za-z0-9_-]{1,64})/(?P<level>[0-9a-z]{1,8})/$", delivery.serve_media, name="media-file"),
-    path("", include("gallery.urls")),
+    path("", include("gallery.web.urls")),
 ]

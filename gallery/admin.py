@@ -6,7 +6,9 @@ from django.template.defaultfilters import filesizeformat
 
 from gallery import jobs
 from gallery.models import Album, ApiKey, Job, Media, Tag, Upload, User, Variant
-from gallery.services import album_delete, apikey_revoke, media_delete, media_queue_processing, user_init
+from gallery.services.accounts import apikey_revoke
+from gallery.services.library import album_delete, favourites_for
+from gallery.services.media import media_delete, media_queue_processing
 
 
 @admin.register(User)
@@ -32,7 +34,7 @@ class ChipmunkUserAdmin(UserAdmin):
     def save_model(self, request, obj, form, change):
         super().save_model(request, obj, form, change)
         if not change:
-            user_init(user=obj)
+            favourites_for(user=obj)
 
 
 class VariantInline(admin.TabularInline):

@@ -49,7 +49,7 @@ class StorageUnavailable(ChipmunkError):
     status = 503
 
 
-# --- Uploads (gallery.tus, gallery.direct_uploads); statuses follow the tus protocol ---
+# --- Uploads (gallery.uploads.tus, gallery.uploads.direct); statuses follow the tus protocol ---
 class OffsetMismatch(Conflict):
     code = "offset_mismatch"
 

@@ -61,7 +61,7 @@ def check_channel_layer() -> dict[str, Any]:
 
 
 def check_blob_cache() -> dict[str, Any]:
-    from gallery.blobcache import cache_stats
+    from gallery.delivery.blobcache import cache_stats
 
     return cache_stats()
 

@@ -77,11 +77,6 @@ def periodic(name: str, *, every_seconds: int) -> Callable[[Callable[[], Any]], 
     return register
 
 
-def _load_handlers() -> None:
-    # Handlers live in task modules that register themselves on import.
-    import gallery.tasks  # noqa: F401
-
-
 def enqueue(name: str, payload: dict[str, Any], *, queue: str = "default", delay_seconds: float = 0) -> Job:
     """Store a job in the current transaction; inline mode runs it after commit."""
     job_row = Job.objects.create(
@@ -188,7 +183,6 @@ class _Heartbeat:
 
 def execute(row: Job) -> None:
     """Run one claimed job and record the outcome; never raises."""
-    _load_handlers()
     spec = _REGISTRY.get(row.name)
     mine = Job.objects.filter(pk=row.pk, state=Job.State.RUNNING, worker=row.worker)
     if spec is None:
@@ -278,7 +272,6 @@ class Worker:
 
     def run(self) -> None:
         """Serve jobs until SIGTERM/SIGINT; running jobs finish before it returns."""
-        _load_handlers()
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: self.stopping.set())
         threads = [threading.Thread(target=self._slot, args=(i, q), name=f"worker-{i}")

@@ -28,14 +28,9 @@ def new_media_token() -> str:
 
 
 class ChipmunkUserManager(UserManager):
-    """Users created from code (createsuperuser, tests) get their Favourites album too."""
-
-    def _create_user(self, username, email, password, **extra_fields):
-        from gallery.services import user_init
-
-        user = super()._create_user(username, email, password, **extra_fields)
-        user_init(user=user)
-        return user
+    """Django's user manager, nothing more: creating a user has no side effects here (the
+    Favourites album is made by gallery.services.library.favourites_for). The name stays
+    because migration 0001 refers to it."""
 
 
 class User(AbstractUser):

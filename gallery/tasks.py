@@ -5,8 +5,10 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from gallery import direct_uploads, processing, uploads
 from gallery.jobs import job, periodic
+from gallery.processing import pipeline as processing
+from gallery.uploads import cleanup
+from gallery.uploads import direct as direct_uploads
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +33,6 @@ def verify_direct_upload(*, media_id: str) -> None:
 
 @periodic("uploads_cleanup", every_seconds=15 * 60)
 def uploads_cleanup() -> None:
-    report = uploads.uploads_cleanup()
+    report = cleanup.uploads_cleanup()
     if report.expired or report.completed or report.orphans or report.errors:
         log.info("uploads cleanup: %s", report)

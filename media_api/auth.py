@@ -9,7 +9,7 @@ from __future__ import annotations
 from rest_framework import authentication, exceptions, permissions
 
 from gallery.models import ApiKey
-from gallery.services import apikey_authenticate
+from gallery.services.accounts import apikey_authenticate
 
 READ = "media.read"
 READ_WRITE = "media.read_write"

@@ -3,7 +3,8 @@ from __future__ import annotations
 from django.urls import path, re_path
 from rest_framework.routers import SimpleRouter
 
-from media_api import tus_views, views
+from media_api.views import media as views
+from media_api.views import tus as tus_views
 
 router = SimpleRouter()
 router.register("media", views.MediaViewSet, basename="media")

@@ -17,7 +17,7 @@ from django.core.files.storage import storages
 from rest_framework.test import APIClient
 
 from config.settings import local_storage_config, s3_storage_config
-from gallery.services import apikey_create, user_create
+from gallery.services.accounts import apikey_create, user_create
 
 CORPUS = Path(__file__).resolve().parent.parent.parent / "shared" / "corpus"
 S3_KEYS = {"access_key": "testing", "secret_key": "testing"}

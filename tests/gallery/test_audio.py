@@ -17,7 +17,7 @@ from mutagen.oggopus import OggOpus
 from mutagen.wave import WAVE
 from PIL import Image
 
-from gallery.audio import AudioError, read_audio
+from gallery.processing.audio import AudioError, read_audio
 
 
 @pytest.fixture(scope="module")

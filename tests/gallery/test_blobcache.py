@@ -1,4 +1,4 @@
-"""gallery.blobcache: LRU with per-owner shares, single fetch under concurrency, crash safety."""
+"""gallery.delivery.blobcache: LRU with per-owner shares, single fetch under concurrency, crash safety."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from gallery import blobcache
-from gallery.blobcache import BlobCache
+from gallery.delivery import blobcache
+from gallery.delivery.blobcache import BlobCache
 
 BLOCK = 1000
 
@@ -71,7 +71,7 @@ def test_miss_then_hit(tmp_path):
 def test_counts_are_shared_by_every_process_using_the_cache(tmp_path, monkeypatch):
     # Two instances on one directory stand for two web processes; with no flush delay each
     # count reaches the shared totals at once.
-    from gallery import blobcache
+    from gallery.delivery import blobcache
 
     monkeypatch.setattr(blobcache, "COUNTER_FLUSH_SECONDS", 0)
     first, second, origin = new_cache(tmp_path), new_cache(tmp_path), Origin()

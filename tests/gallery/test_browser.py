@@ -122,7 +122,7 @@ def test_login_upload_with_tus_and_see_the_photo_appear_live(server, browser, al
 
 
 def test_stranger_sees_an_empty_grid_and_404_for_alices_photo(server, browser, alice, charlie, corpus):
-    from gallery.services import media_ingest
+    from gallery.services.media import media_ingest
 
     path = corpus / "jpg" / "Canon_40D.jpg"
     with open(path, "rb") as fh:

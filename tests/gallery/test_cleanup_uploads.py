@@ -12,11 +12,12 @@ import pytest
 from django.core.management import call_command
 from django.utils import timezone
 
-from gallery import jobs, tus
-from gallery.direct_uploads import direct_upload_create
+from gallery import jobs
 from gallery.models import Media, Upload
 from gallery.storage import media_storage
-from gallery.uploads import uploads_cleanup
+from gallery.uploads import tus
+from gallery.uploads.cleanup import uploads_cleanup
+from gallery.uploads.direct import direct_upload_create
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -31,7 +32,7 @@ def small_parts(settings):
 
 def started(owner, sent: int, length: int = 8 * MiB) -> Upload:
     """A tus upload with `sent` bytes received (on S3 past 5 MiB: a part and a staged tail)."""
-    upload = tus.upload_create(owner=owner, length=length, filename="clip.mp4")
+    upload = tus.upload_create(owner=owner, length=length, filename="clip.mp4").upload
     if sent:
         tus.upload_append(upload=upload, offset=0, stream=io.BytesIO(os.urandom(sent)), declared_length=sent)
     upload.refresh_from_db()
@@ -87,7 +88,7 @@ def test_abandoned_uploads_go_live_ones_stay(storage, alice):
 
 def test_an_upload_whose_bytes_all_arrived_is_finished_not_thrown_away(storage, alice, monkeypatch):
     data = os.urandom(300_000)
-    upload = tus.upload_create(owner=alice, length=len(data), filename="done.bin")
+    upload = tus.upload_create(owner=alice, length=len(data), filename="done.bin").upload
 
     def crash(**kwargs):
         raise RuntimeError("the process died here")
@@ -164,6 +165,5 @@ def test_finished_rows_are_forgotten_after_a_week(alice):
 
 
 def test_the_worker_runs_the_cleanup_periodically():
-    jobs._load_handlers()
     spec = next(p for p in jobs._PERIODIC if p.name == "uploads_cleanup")
     assert spec.every_seconds <= 3600

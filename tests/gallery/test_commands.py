@@ -62,7 +62,12 @@ def test_apikey_rejects_unknown_scope(alice):
 
 
 def test_favourites_exists_for_every_way_of_making_a_user(admin_client):
+    from gallery.services.library import favourites_for
+
+    # A user made by Django's manager alone (createsuperuser) gets it on first use.
     made = User.objects.create_user(username="from-code", password="whatever-123")
+    first = favourites_for(user=made)
+    assert favourites_for(user=made) == first
     assert Album.objects.filter(owner=made, is_favourites=True).count() == 1
     response = admin_client.post("/admin/gallery/user/add/", {
         "username": "from-admin", "password1": "Sup3r-secret-pw", "password2": "Sup3r-secret-pw",
@@ -73,7 +78,7 @@ def test_favourites_exists_for_every_way_of_making_a_user(admin_client):
 
 def test_favourites_cannot_be_deleted(alice):
     from gallery.exceptions import ProtectedAlbum
-    from gallery.services import album_delete
+    from gallery.services.library import album_delete
 
     favourites = Album.objects.get(owner=alice, is_favourites=True)
     with pytest.raises(ProtectedAlbum):

@@ -18,10 +18,10 @@ from django.core.files.base import ContentFile
 from django.test import AsyncClient, Client
 from django.utils import timezone
 
-from gallery import delivery
-from gallery.blobcache import BLOCK_SIZE, cache_stats, get_cache
+from gallery.delivery import views as delivery
+from gallery.delivery.blobcache import BLOCK_SIZE, cache_stats, get_cache
 from gallery.models import Media, Variant
-from gallery.services import apikey_create, apikey_revoke
+from gallery.services.accounts import apikey_create, apikey_revoke
 from gallery.storage import media_storage, original_key, variant_key
 
 

@@ -56,7 +56,7 @@ async def test_anonymous_socket_is_refused(layer):
 
 @pytest.mark.django_db(transaction=True)
 async def test_upload_and_processing_events_arrive(layer, alice, corpus):
-    from gallery.services import media_ingest
+    from gallery.services.media import media_ingest
 
     comm = communicator(alice)
     assert (await comm.connect())[0]

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from PIL import ExifTags, Image
 
-from gallery.exif import RAW_VALUE_LIMIT, ExifData, read_exif
+from gallery.processing.exif import RAW_VALUE_LIMIT, ExifData, read_exif
 
 # exiftool -n -DateTimeOriginal -GPSLatitude -GPSLongitude <file>
 EXIFTOOL_GPS = {

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageChops, ImageOps, ImageStat
 
-from gallery import images
-from gallery.images import (
+from gallery.processing import images
+from gallery.processing.images import (
     LEVELS,
     SQUARE_LEVELS,
     ImageError,

@@ -26,7 +26,7 @@ import uvicorn
 from django.core.handlers.asgi import ASGIHandler
 
 from gallery.models import Media
-from gallery.services import apikey_create
+from gallery.services.accounts import apikey_create
 from tests.conftest import free_port
 from tests.gallery.test_delivery import make_media
 

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from gallery.places import Place, place_at, timezone_at
+from gallery.processing.places import Place, place_at, timezone_at
 
 
 @pytest.mark.parametrize(

@@ -99,7 +99,7 @@ def test_pixel_bomb_is_refused_with_a_clear_reason(alice_api, upload, settings):
 
 def test_processing_twice_makes_only_what_is_missing(storage, alice_api, upload, corpus,
                                                      django_capture_on_commit_callbacks):
-    from gallery.processing import media_process
+    from gallery.processing.pipeline import media_process
 
     body = upload(alice_api, corpus / "jpg" / "Nikon_D70.jpg").json()
     media = Media.objects.get(pk=body["id"])
@@ -116,7 +116,7 @@ def test_processing_twice_makes_only_what_is_missing(storage, alice_api, upload,
 
 def test_a_level_stored_first_by_another_run_is_kept_and_ours_deleted(storage, alice_api, upload, corpus,
                                                                       monkeypatch):
-    from gallery.processing import media_process
+    from gallery.processing.pipeline import media_process
 
     media = Media.objects.get(pk=upload(alice_api, corpus / "jpg" / "Nikon_D70.jpg").json()["id"])
     Variant.objects.filter(media=media, level__in=["4", "5"]).delete()

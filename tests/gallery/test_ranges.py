@@ -1,4 +1,4 @@
-"""gallery.ranges.evaluate: RFC 9110 conditional and range requests, without Django."""
+"""gallery.delivery.ranges.evaluate: RFC 9110 conditional and range requests, without Django."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from gallery.ranges import MAX_RANGES, Representation, evaluate, http_date, parse_http_date, parse_range
+from gallery.delivery.ranges import MAX_RANGES, Representation, evaluate, http_date, parse_http_date, parse_range
 
 LM = datetime(2024, 5, 17, 10, 30, 15, 123456, tzinfo=timezone.utc)
 NOW = datetime(2025, 1, 1, tzinfo=timezone.utc)

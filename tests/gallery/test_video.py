@@ -9,7 +9,7 @@ import av
 import numpy as np
 import pytest
 
-from gallery.video import (
+from gallery.processing.video import (
     VideoError,
     VideoInfo,
     browser_playable,

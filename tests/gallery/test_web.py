@@ -38,7 +38,7 @@ def test_grid_shows_only_my_media_and_upload_form(client, alice, charlie, django
 
 
 def test_upload_over_quota_shows_a_message_and_keeps_existing(client, db):
-    from gallery.services import user_create
+    from gallery.services.accounts import user_create
 
     frank = user_create(username="frank", password="frank-password", quota_bytes=5)
     client.force_login(frank)

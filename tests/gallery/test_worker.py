@@ -15,7 +15,7 @@ from django.db import connection
 
 from config.settings import local_storage_config
 from gallery.models import Job, Media
-from gallery.services import media_ingest
+from gallery.services.media import media_ingest
 from tests.conftest import use_storage
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -24,7 +24,8 @@ HANGING_WORKER = """
 import os, time, django
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 django.setup()
-from gallery import jobs, processing
+from gallery import jobs
+from gallery.processing import pipeline as processing
 def hang(media, outcome):
     time.sleep(3600)  # stands for a long job; the test kills this process meanwhile
 processing._store_outputs = hang

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gallery.services import apikey_create
+from gallery.services.accounts import apikey_create
 
 
 def key_for(user) -> str:

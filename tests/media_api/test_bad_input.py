@@ -52,7 +52,7 @@ def test_nul_characters_never_reach_the_database(alice_api, upload):
     import base64
 
     from gallery.models import Media
-    from gallery.processing import without_nul
+    from gallery.processing.pipeline import without_nul
 
     body = upload(alice_api, name="bad\x00name.txt", data=b"nul in the name").json()
     assert Media.objects.get(pk=body["id"]).original_filename == "badname.txt"

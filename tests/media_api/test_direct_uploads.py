@@ -9,7 +9,7 @@ import pytest
 import requests
 
 from gallery.models import Media, Upload
-from gallery.services import user_create
+from gallery.services.accounts import user_create
 from gallery.storage import media_storage
 from tests.conftest import api_client
 

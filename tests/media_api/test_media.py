@@ -45,7 +45,7 @@ def test_same_file_twice_resolves_to_the_existing_media(alice, alice_api, upload
 
 
 def test_quota_edge_exactly_full_is_accepted_one_byte_more_is_413(storage, db, upload):
-    from gallery.services import user_create
+    from gallery.services.accounts import user_create
 
     dora = user_create(username="dora", password="dora-password", quota_bytes=1000)
     client = api_client(dora)
@@ -64,7 +64,7 @@ def test_quota_edge_exactly_full_is_accepted_one_byte_more_is_413(storage, db, u
 
 
 def test_over_quota_stores_nothing(storage, db, upload, settings):
-    from gallery.services import user_create
+    from gallery.services.accounts import user_create
     from gallery.storage import media_storage
 
     erin = user_create(username="erin", password="erin-password", quota_bytes=10)
@@ -160,7 +160,7 @@ def test_read_scope_allows_gets_only(alice, upload):
 
 def test_revoked_key_stops_working(alice):
     from gallery.models import ApiKey
-    from gallery.services import apikey_create, apikey_revoke
+    from gallery.services.accounts import apikey_create, apikey_revoke
 
     key, raw = apikey_create(user=alice, name="phone", scopes=["media.read"])
     client = APIClient()

@@ -18,11 +18,11 @@ from django.db import connection
 from rest_framework.test import APIClient
 from tusclient.client import TusClient
 
-from gallery import tus
 from gallery.exceptions import QuotaExceeded
 from gallery.models import Album, Media, Upload, User
-from gallery.services import apikey_create, user_create
+from gallery.services.accounts import apikey_create, user_create
 from gallery.storage import media_storage
+from gallery.uploads import tus
 from tests.media_api.conftest import key_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -503,7 +503,7 @@ async def test_asgi_streams_the_body_and_keeps_what_arrived_before_a_disconnect(
         alice, alice_key, connections_closed_after_requests):
     from asgiref.sync import sync_to_async
 
-    upload = await sync_to_async(tus.upload_create)(owner=alice, length=300_000, filename="a.bin")
+    upload = (await sync_to_async(tus.upload_create)(owner=alice, length=300_000, filename="a.bin")).upload
     data = os.urandom(300_000)
     # The connection drops after 120,000 of the promised bytes: they are kept.
     await _asgi_patch(upload.pk, alice_key, 0, [
@@ -560,7 +560,7 @@ def test_the_files_own_date_is_the_fallback_taken_at(endpoint, alice, alice_key,
                           "Upload-Metadata": meta(filename="c.jpg", lastModified=modified_ms)}))
     assert created.status_code == 201, created.text
     # live_server runs the request in another thread: process here, as the worker would.
-    from gallery.processing import media_process
+    from gallery.processing.pipeline import media_process
 
     media_process(media_id=created.headers["Media-Id"])
     photo_media = Media.objects.get(pk=created.headers["Media-Id"])

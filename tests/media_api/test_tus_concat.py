@@ -16,11 +16,11 @@ import requests
 from django.core.management import call_command
 from django.utils import timezone
 
-from gallery import tus
 from gallery.exceptions import StorageUnavailable
 from gallery.models import Album, Media, Upload
-from gallery.services import user_create
+from gallery.services.accounts import user_create
 from gallery.storage import media_storage
+from gallery.uploads import tus, tus_storage
 from tests.conftest import use_storage
 from tests.media_api.conftest import key_for
 from tests.media_api.test_tus import MiB, create, headers, meta, patch, s3_leftovers, stored_bytes
@@ -362,7 +362,7 @@ def test_a_final_whose_assembly_failed_is_finished_by_head(storage, endpoint, al
     def broken(row, lease):
         raise StorageUnavailable("the storage went away")
 
-    monkeypatch.setattr(tus, "_concat_assemble", broken)
+    monkeypatch.setattr(tus, "concat_assemble", broken)
     created = final(endpoint, alice_key, urls)
     assert created.status_code == 201 and "Media-Id" not in created.headers
     assert created.headers["Upload-Offset"] == str(len(data))
@@ -380,7 +380,7 @@ def test_a_final_whose_assembly_failed_is_finished_by_head(storage, endpoint, al
 def test_terminating_a_pending_final_releases_the_sum_and_deletes_the_partials(storage, endpoint, alice, alice_key,
                                                                                 monkeypatch):
     urls = [upload_partial(endpoint, alice_key, b"abc"), upload_partial(endpoint, alice_key, b"defg")]
-    monkeypatch.setattr(tus, "_concat_assemble", lambda row, lease: (_ for _ in ()).throw(StorageUnavailable("x")))
+    monkeypatch.setattr(tus, "concat_assemble", lambda row, lease: (_ for _ in ()).throw(StorageUnavailable("x")))
     created = final(endpoint, alice_key, urls)
     monkeypatch.undo()
     assert requests.delete(created.headers["Location"], headers=headers(alice_key)).status_code == 204
@@ -392,7 +392,7 @@ def test_terminating_a_pending_final_releases_the_sum_and_deletes_the_partials(s
 def test_s3_partials_larger_than_a_copied_part_are_copied_in_ranges(s3, small_parts, endpoint, alice, alice_key,
                                                                     s3_calls, monkeypatch):
     # (S3 copies at most 5 GiB per part: the same code path, with a limit small enough to test.)
-    monkeypatch.setattr(tus, "S3_MAX_COPY_PART", 6 * MiB)
+    monkeypatch.setattr(tus_storage, "S3_MAX_COPY_PART", 6 * MiB)
     data = os.urandom(11 * MiB)
     single = upload_partial(endpoint, alice_key, data[:10 * MiB])
     s3_calls.clear()
@@ -413,11 +413,11 @@ def test_s3_partials_larger_than_a_copied_part_are_copied_in_ranges(s3, small_pa
 
 def test_cleanup_keeps_the_bytes_of_partials_and_of_a_pending_final_then_finishes_it(storage, endpoint, alice,
                                                                                      alice_key, monkeypatch, settings):
-    from gallery.uploads import uploads_cleanup
+    from gallery.uploads.cleanup import uploads_cleanup
 
     waiting = upload_partial(endpoint, alice_key, b"a partial nobody took yet")
     urls = [upload_partial(endpoint, alice_key, b"taken "), upload_partial(endpoint, alice_key, b"by a final")]
-    monkeypatch.setattr(tus, "_concat_assemble", lambda row, lease: (_ for _ in ()).throw(StorageUnavailable("x")))
+    monkeypatch.setattr(tus, "concat_assemble", lambda row, lease: (_ for _ in ()).throw(StorageUnavailable("x")))
     pending = final(endpoint, alice_key, urls).headers["Location"]
     monkeypatch.undo()
     far = timezone.now() + timedelta(days=30)

@@ -4,7 +4,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from gallery.exceptions import ChipmunkError
 from gallery.models import ApiKey, User
-from gallery.services import apikey_create, apikey_revoke
+from gallery.services.accounts import apikey_create, apikey_revoke
 
 
 class Command(BaseCommand):

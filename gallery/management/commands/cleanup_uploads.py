@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand
 
-from gallery.uploads import uploads_cleanup
+from gallery.uploads.cleanup import uploads_cleanup
 
 
 class Command(BaseCommand):

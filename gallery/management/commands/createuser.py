@@ -5,7 +5,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from config.settings import parse_size
 from gallery.exceptions import ChipmunkError
-from gallery.services import user_create
+from gallery.services.accounts import user_create
 
 
 class Command(BaseCommand):

@@ -8,7 +8,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from gallery.exceptions import ChipmunkError
 from gallery.models import User
-from gallery.services import media_ingest
+from gallery.services.media import media_ingest
 
 
 class Command(BaseCommand):

@@ -4,7 +4,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
 from gallery.models import Media, User
-from gallery.services import media_queue_processing
+from gallery.services.media import media_queue_processing
 
 
 class Command(BaseCommand):

@@ -10,7 +10,7 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand
 
 from gallery.models import User
-from gallery.services import user_create
+from gallery.services.accounts import user_create
 
 
 class Command(BaseCommand):

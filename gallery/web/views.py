@@ -10,7 +10,7 @@ from django.views.decorators.http import require_POST
 
 from gallery.exceptions import ChipmunkError
 from gallery.models import Media
-from gallery.services import media_ingest
+from gallery.services.media import media_ingest
 
 PAGE_SIZE = 120
 

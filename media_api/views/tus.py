@@ -1,4 +1,4 @@
-"""The tus 1.0.0 endpoint /api/v1/uploads/: headers in, headers out. The protocol is gallery.tus.
+"""The tus 1.0.0 endpoint /api/v1/uploads/: headers in, headers out. The protocol is gallery.uploads.tus.
 
 DRF views, so credentials (API key or session with CSRF), scopes and JSON errors are those
 of the rest of the API; every response carries Tus-Resumable. Bodies are read as a stream
@@ -19,11 +19,17 @@ from rest_framework import status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from gallery import tus
-from gallery.exceptions import (FinalUploadReadOnly, InvalidInput, PartialNotFound, UnsupportedMediaType,
-                                UnsupportedVersion, UploadBusy)
+from gallery.exceptions import (
+    FinalUploadReadOnly,
+    InvalidInput,
+    PartialNotFound,
+    UnsupportedMediaType,
+    UnsupportedVersion,
+    UploadBusy,
+)
 from gallery.models import Upload
-from gallery.uploads import album_for, is_leased, upload_get_for, upload_terminate
+from gallery.uploads import tus
+from gallery.uploads.lifecycle import album_for, is_leased, upload_get_for, upload_terminate
 from media_api.auth import HasScope
 
 log = logging.getLogger(__name__)
@@ -223,7 +229,7 @@ class UploadCollection(TusView):
             if request._request.content_type != OFFSET_OCTET_STREAM:
                 raise UnsupportedMediaType(f"a creation body must be {OFFSET_OCTET_STREAM}")
             stream, checksum, declared = request._request, parse_checksum(request), content_length(request)
-        result = tus.upload_start(
+        result = tus.upload_create(
             owner=request.user, length=length, filename=filename, filetype=filetype, album=album, metadata=metadata,
             stream=stream, checksum=checksum, declared_length=declared, concat=concat,
         )
@@ -240,7 +246,7 @@ class UploadResource(TusView):
         if upload.awaits_completion and not is_leased(upload):
             # Every byte is here but completion was cut short (a crash): finish it now.
             try:
-                upload = tus.upload_append(upload=upload, offset=upload.length, stream=None).upload
+                upload = tus.upload_finish(upload=upload).upload
             except UploadBusy:
                 pass
         headers = {**upload_headers(upload), "Upload-Length": str(upload.length), "Cache-Control": "no-store",

@@ -1,4 +1,4 @@
-"""What tus uploads (gallery.tus) and direct uploads (gallery.direct_uploads) share.
+"""The upload lifecycle that tus (gallery.uploads.tus) and direct uploads (gallery.uploads.direct) share.
 
 - Creation reserves `length` bytes against the owner's quota under a lock on the user row,
   so concurrent creations can never push used + reserved past the quota.
@@ -7,10 +7,7 @@
   taken by a final upload releases nothing: its reservation becomes the final's.)
 - The blobs of an upload that did not complete (local part file, S3 multipart upload, the
   staged S3 tail) are deleted after commit.
-- uploads_cleanup() expires what nobody touched for UPLOAD_EXPIRY_HOURS (finished tus
-  partials no final upload took included), finishes uploads whose bytes all arrived but
-  whose completion was interrupted, and sweeps blobs no row knows of. It never touches an
-  upload that is live (not expired, or leased by a PATCH).
+- Cleanup of abandoned uploads is gallery.uploads.cleanup.
 """
 
 from __future__ import annotations
@@ -29,12 +26,13 @@ from botocore.exceptions import BotoCoreError, ClientError
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.db.models import F, Q
+from django.db.models import F
 from django.utils import timezone
 
 from gallery.exceptions import InvalidInput, NotFound, UploadBusy, UploadExpired
 from gallery.models import Album, Upload, User
-from gallery.services import clean_filename, quota_check
+from gallery.services.accounts import quota_check
+from gallery.services.media import clean_filename
 from gallery.storage import is_s3, media_storage, original_key
 from gallery.storage import s3_client as storage_s3_client
 
@@ -42,9 +40,6 @@ log = logging.getLogger(__name__)
 
 MiB = 2**20
 S3_MAX_PARTS = 10_000
-# Rows of finished uploads are kept this long after they expire, so a client asking about
-# one it sent earlier still gets 410 (expired) or its media id rather than 404.
-FINISHED_ROW_RETENTION = timedelta(days=7)
 STORAGE_ERRORS = (ClientError, BotoCoreError, OSError)
 
 
@@ -213,110 +208,6 @@ def upload_terminate(*, upload: Upload) -> None:
         # Its bytes belong to a media now; only the upload resource goes away.
         Upload.objects.filter(pk=upload.pk, state=Upload.State.COMPLETED).update(
             state=Upload.State.TERMINATED, updated_at=timezone.now())
-
-
-# --- Cleanup -----------------------------------------------------------------------------
-@dataclass
-class CleanupReport:
-    expired: int = 0
-    completed: int = 0
-    rows_deleted: int = 0
-    orphans: int = 0
-    errors: list[str] = field(default_factory=list)
-
-
-def uploads_cleanup(*, now: datetime | None = None) -> CleanupReport:
-    """Expire abandoned uploads, finish complete ones, forget old rows, sweep orphan blobs."""
-    from gallery import tus  # tus builds on this module
-
-    now = now or timezone.now()
-    report = CleanupReport()
-    stale = Upload.objects.filter(state=Upload.State.ACTIVE, expires_at__lte=now).filter(
-        Q(lease_until__isnull=True) | Q(lease_until__lte=now))
-    for upload in stale.iterator():
-        try:
-            if upload.kind == Upload.Kind.TUS and upload.survives_expiry:
-                # Every byte arrived but completion was cut short: finish it, never discard it.
-                # (A finished partial that no final upload took is expired like any other.)
-                tus.upload_append(upload=upload, offset=upload.length, stream=None)
-                report.completed += 1
-            elif upload_close(upload_id=upload.pk, state=Upload.State.EXPIRED):
-                report.expired += 1
-        except (UploadBusy, NotFound, UploadExpired):
-            continue  # it came alive again, or someone else finished it
-        except Exception as exc:  # one broken upload must not stop the sweep
-            log.exception("cleanup of upload %s failed", upload.pk)
-            report.errors.append(f"{upload.pk}: {exc}")
-    finished = [Upload.State.COMPLETED, Upload.State.TERMINATED, Upload.State.EXPIRED, Upload.State.FAILED]
-    report.rows_deleted, _ = Upload.objects.filter(
-        state__in=finished, updated_at__lte=now - FINISHED_ROW_RETENTION).delete()
-    try:
-        report.orphans = _sweep_orphans(now=now)
-    except STORAGE_ERRORS as exc:
-        log.warning("orphan sweep failed: %s", exc)
-        report.errors.append(f"orphan sweep: {exc}")
-    return report
-
-
-def _sweep_orphans(*, now: datetime) -> int:
-    """Delete upload blobs that no active upload knows of and that are older than the expiry
-    (a process died between creating a blob and recording it)."""
-    cutoff = now - timedelta(hours=settings.UPLOAD_EXPIRY_HOURS)
-    active = Upload.objects.filter(state=Upload.State.ACTIVE)
-    storage = media_storage()
-    removed = 0
-    concat_keys = _concat_keys(active)
-    if is_s3(storage):
-        client, bucket = s3_client()
-        known_ids = set(active.exclude(s3_upload_id="").values_list("s3_upload_id", flat=True))
-        known_tails = set(active.exclude(tail_key="").values_list("tail_key", flat=True)) | concat_keys
-        for page in client.get_paginator("list_multipart_uploads").paginate(Bucket=bucket):
-            for item in page.get("Uploads", []):
-                if item["UploadId"] in known_ids or item["Initiated"] > cutoff:
-                    continue
-                # Completion may have committed a row since we read known_ids: look again.
-                if Upload.objects.filter(s3_upload_id=item["UploadId"], state=Upload.State.ACTIVE).exists():
-                    continue
-                client.abort_multipart_upload(Bucket=bucket, Key=item["Key"], UploadId=item["UploadId"])
-                removed += 1
-        for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket):
-            for item in page.get("Contents", []):
-                key = item["Key"]
-                if "/library/uploads/" not in key or key in known_tails or item["LastModified"] > cutoff:
-                    continue
-                if (Upload.objects.filter(Q(tail_key=key) | Q(target_key=key), state=Upload.State.ACTIVE).exists()
-                        or key in _concat_keys(Upload.objects.filter(state=Upload.State.ACTIVE))):
-                    continue
-                client.delete_object(Bucket=bucket, Key=key)
-                removed += 1
-        return removed
-    root = Path(storage.location)
-    known = set(active.exclude(part_key="").values_list("part_key", flat=True)) | concat_keys
-    for path in root.glob("*/library/uploads/*"):
-        key = path.relative_to(root).as_posix()
-        if key in known or path.stat().st_mtime > cutoff.timestamp():
-            continue
-        if (Upload.objects.filter(part_key=key, state=Upload.State.ACTIVE).exists()
-                or key in _concat_keys(Upload.objects.filter(state=Upload.State.ACTIVE))):
-            continue
-        path.unlink(missing_ok=True)
-        removed += 1
-    return removed
-
-
-def _concat_keys(active) -> set[str]:
-    """The bytes of active partials and of the partials a pending final upload has taken.
-
-    One query: a final taking its partials (which stop being active) in between two reads
-    must not make their bytes look like orphans."""
-    keys: set[str] = set()
-    rows = active.exclude(concat=Upload.Concat.NONE).values_list("concat", "target_key", "partials")
-    for concat, target_key, partials in rows:
-        if concat == Upload.Concat.PARTIAL:
-            keys.add(target_key)
-        else:
-            keys.update(p["key"] for p in partials)
-    return keys
 
 
 def fsync_dir(path: Path) -> None:

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from gallery import views
+from gallery.web import views
 
 app_name = "gallery"
 

@@ -80,7 +80,7 @@ def aware_taken_at(naive: datetime, offset_minutes: int | None, zone_name: str |
 
 def _apply_location(outcome: Outcome, lat: float | None, lon: float | None, alt: float | None) -> str | None:
     """Record GPS and the place name; returns the time zone at that point (for dates)."""
-    from gallery.places import place_at, timezone_at
+    from gallery.processing.places import place_at, timezone_at
 
     if lat is None or lon is None:
         return None
@@ -101,8 +101,8 @@ def _apply_date(outcome: Outcome, media: Media, naive: datetime | None, offset: 
 
 
 def _image(media: Media, path: Path, outcome: Outcome) -> None:
-    from gallery.exif import read_exif
-    from gallery.images import ImageError, render_variants
+    from gallery.processing.exif import read_exif
+    from gallery.processing.images import ImageError, render_variants
 
     exif = read_exif(path)
     if exif.error:
@@ -121,9 +121,16 @@ def _image(media: Media, path: Path, outcome: Outcome) -> None:
 
 
 def _video(media: Media, path: Path, outcome: Outcome, workdir: Path) -> None:
-    from gallery.images import render_variants_from_image
-    from gallery.video import (VideoError, browser_playable, extract_poster, needs_faststart, probe_video,
-                               remux_faststart, transcode_webm)
+    from gallery.processing.images import render_variants_from_image
+    from gallery.processing.video import (
+        VideoError,
+        browser_playable,
+        extract_poster,
+        needs_faststart,
+        probe_video,
+        remux_faststart,
+        transcode_webm,
+    )
 
     try:
         info = probe_video(path)
@@ -154,8 +161,8 @@ def _video(media: Media, path: Path, outcome: Outcome, workdir: Path) -> None:
 
 
 def _audio(media: Media, path: Path, outcome: Outcome) -> None:
-    from gallery.audio import AudioError, read_audio
-    from gallery.images import ImageError, render_variants
+    from gallery.processing.audio import AudioError, read_audio
+    from gallery.processing.images import ImageError, render_variants
 
     try:
         info = read_audio(path)

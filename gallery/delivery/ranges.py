@@ -1,7 +1,7 @@
 """Conditional and range requests (RFC 9110 §13 and §14) for a byte sequence of known size.
 
 Pure functions: no Django, no I/O. `evaluate` decides the status, the byte ranges to send
-and the response headers; gallery.delivery reads the bytes and sends them.
+and the response headers; gallery.delivery.views reads the bytes and sends them.
 
 Choices where the RFC leaves room (each compared with nginx 1.22 in
 tests/gallery/test_nginx_conformance.py):

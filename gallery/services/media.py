@@ -1,4 +1,4 @@
-"""Writes to the gallery: every change to users, media, albums and keys goes through here.
+"""Media writes: the one path from stored bytes to a media row, deletion, new tokens.
 
 Services are keyword-only, typed and atomic. Storage I/O happens outside the row locks
 where it can; side effects (jobs, events) are sent after commit.
@@ -7,9 +7,6 @@ where it can; side effects (jobs, events) are sent after commit.
 from __future__ import annotations
 
 import hashlib
-import hmac
-import re
-import secrets
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -20,48 +17,14 @@ from django.db.models import F
 from django.utils import timezone
 
 from gallery import events, jobs
-from gallery.exceptions import InvalidInput, NotFound, ProtectedAlbum, QuotaExceeded
-from gallery.filetypes import guess_content_type, kind_for
-from gallery.models import Album, ApiKey, Media, User, new_media_token
+from gallery.models import Album, Media, User, new_media_token
+from gallery.processing.filetypes import guess_content_type, kind_for
+from gallery.services.accounts import quota_check
 from gallery.storage import media_storage, original_key
 
-FAVOURITES_TITLE = "Favourites"
 HASH_CHUNK = 1024 * 1024
 
 
-# --- Users -------------------------------------------------------------------------------
-def user_init(*, user: User) -> None:
-    """Give a new account what every account has: its Favourites album."""
-    Album.objects.get_or_create(owner=user, is_favourites=True, defaults={"title": FAVOURITES_TITLE})
-
-
-@transaction.atomic
-def user_create(
-    *, username: str, password: str | None, quota_bytes: int | None = None, email: str = "",
-    is_staff: bool = False, is_superuser: bool = False, time_zone: str = "UTC",
-) -> User:
-    """Create a local account (with its Favourites album)."""
-    if User.objects.filter(username=username).exists():
-        raise InvalidInput(f"a user named {username!r} already exists")
-    extra = {"time_zone": time_zone, "is_staff": is_staff, "is_superuser": is_superuser}
-    if quota_bytes is not None:
-        if quota_bytes < 0:
-            raise InvalidInput("quota must not be negative")
-        extra["quota_bytes"] = quota_bytes
-    return User.objects.create_user(username=username, email=email, password=password, **extra)
-
-
-def quota_check(*, user: User, requested: int) -> None:
-    """Raise QuotaExceeded when `requested` more bytes would not fit in the user's quota."""
-    if user.used_bytes + user.reserved_bytes + requested > user.quota_bytes:
-        raise QuotaExceeded(
-            f"{requested} bytes do not fit: quota {user.quota_bytes}, used {user.used_bytes}, "
-            f"reserved {user.reserved_bytes}",
-            quota=user.quota_bytes, used=user.used_bytes, reserved=user.reserved_bytes, requested=requested,
-        )
-
-
-# --- Media -------------------------------------------------------------------------------
 @dataclass
 class IngestResult:
     media: Media
@@ -191,60 +154,5 @@ def _delete_blobs(keys: Iterable[str]) -> None:
             storage.delete(key)
 
 
-def media_get_for(*, user: User, media_id: uuid.UUID | str) -> Media:
-    """The media with this id if `user` owns it; NotFound otherwise (never a hint it exists)."""
-    try:
-        return Media.objects.owned_by(user).get(pk=media_id)
-    except (Media.DoesNotExist, ValueError):
-        raise NotFound("no such media") from None
 
 
-# --- Albums ------------------------------------------------------------------------------
-@transaction.atomic
-def album_delete(*, album: Album) -> None:
-    """Delete an album (its media stay); the Favourites album cannot be deleted."""
-    if album.is_favourites:
-        raise ProtectedAlbum("the Favourites album cannot be deleted")
-    album.delete()
-
-
-# --- API keys ----------------------------------------------------------------------------
-KEY_PREFIX = "chip_"
-
-
-def _hash_key(raw: str) -> str:
-    return hashlib.sha256(raw.encode()).hexdigest()
-
-
-def apikey_create(*, user: User, name: str, scopes: list[str]) -> tuple[ApiKey, str]:
-    """Create an API key; returns the row and the raw key, which is shown once and never stored."""
-    unknown = sorted(set(scopes) - set(ApiKey.SCOPES))
-    if unknown or not scopes:
-        raise InvalidInput(f"scopes must be among {', '.join(ApiKey.SCOPES)}; got {', '.join(scopes) or 'none'}")
-    prefix = secrets.token_hex(4)
-    raw = f"{KEY_PREFIX}{prefix}_{secrets.token_urlsafe(32)}"
-    key = ApiKey.objects.create(user=user, name=name, prefix=prefix, hashed_secret=_hash_key(raw),
-                                scopes=sorted(set(scopes)))
-    return key, raw
-
-
-def apikey_authenticate(*, raw: str) -> ApiKey | None:
-    """The active key matching `raw`, with its last use recorded; None when it matches none."""
-    if not raw.startswith(KEY_PREFIX):
-        return None
-    prefix = raw[len(KEY_PREFIX):].split("_", 1)[0]
-    if not re.fullmatch(r"[0-9a-f]{8}", prefix):
-        return None  # not one of ours; never let arbitrary bytes reach the query
-    key = ApiKey.objects.select_related("user").filter(prefix=prefix, revoked_at__isnull=True).first()
-    if key is None or not hmac.compare_digest(key.hashed_secret, _hash_key(raw)) or not key.user.is_active:
-        return None
-    now = timezone.now()
-    # Writing on every request would serialise the API on one row; a minute is precise enough.
-    if key.last_used_at is None or (now - key.last_used_at).total_seconds() > 60:
-        ApiKey.objects.filter(pk=key.pk).update(last_used_at=now)
-    return key
-
-
-def apikey_revoke(*, key: ApiKey) -> None:
-    """Revoke a key; it stops authenticating at once."""
-    ApiKey.objects.filter(pk=key.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())

@@ -27,9 +27,9 @@ from django.utils import timezone
 from gallery import events, jobs
 from gallery.exceptions import DirectUploadUnavailable, InvalidInput, NotFound, StorageUnavailable, TooLarge
 from gallery.models import Album, Media, Upload, User
-from gallery.services import IngestResult, media_delete, media_queue_processing, media_record
+from gallery.services.media import IngestResult, media_delete, media_queue_processing, media_record
 from gallery.storage import is_s3, presign_url
-from gallery.uploads import STORAGE_ERRORS, part_size_for, s3_client, upload_close, upload_reserve
+from gallery.uploads.lifecycle import STORAGE_ERRORS, part_size_for, s3_client, upload_close, upload_reserve
 
 log = logging.getLogger(__name__)
 

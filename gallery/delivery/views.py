@@ -3,8 +3,8 @@
 Django always decides who may read what (the owner only, for now; trashed and vault media
 are 404 for everyone, like an unknown token). Who sends the bytes is DELIVERY_MODE:
 - stream: this process, in constant memory, with ranges and conditional requests
-  (gallery.ranges). Local files are read in chunks; S3 objects with ranged GETs of the
-  blocks asked for, through the disk cache gallery.blobcache when it is enabled.
+  (gallery.delivery.ranges). Local files are read in chunks; S3 objects with ranged GETs of the
+  blocks asked for, through the disk cache gallery.delivery.blobcache when it is enabled.
 - x-accel: an empty answer with X-Accel-Redirect to nginx's internal location
   (deploy/nginx.conf), which sends the file itself with its own range support.
 - redirect: 302 to a short-lived presigned S3 URL. Settings refuse this mode without S3;
@@ -45,10 +45,10 @@ from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBase, St
 from django.utils.crypto import constant_time_compare
 from django.views.decorators.http import require_http_methods
 
-from gallery import ranges
-from gallery.blobcache import BlobCache, get_cache
+from gallery.delivery import ranges
+from gallery.delivery.blobcache import BlobCache, get_cache
 from gallery.models import Media, User, Variant
-from gallery.services import apikey_authenticate
+from gallery.services.accounts import apikey_authenticate
 from gallery.storage import is_s3, media_storage, presign_url, s3_client
 
 logger = logging.getLogger(__name__)

@@ -9,14 +9,21 @@ from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 from rest_framework.reverse import reverse
 
-from gallery import direct_uploads
 from gallery.exceptions import QuotaExceeded
 from gallery.models import Media, Upload
-from gallery.services import media_delete, media_ingest, media_rotate_token, quota_check
-from gallery.uploads import album_for, upload_get_for, upload_terminate
-from media_api.serializers import (DirectUploadCompleteSerializer, DirectUploadCreateSerializer,
-                                   DirectUploadSerializer, MediaExistsSerializer, MediaListQuerySerializer,
-                                   MediaSerializer, MediaUploadSerializer)
+from gallery.services.accounts import quota_check
+from gallery.services.media import media_delete, media_ingest, media_rotate_token
+from gallery.uploads import direct as direct_uploads
+from gallery.uploads.lifecycle import album_for, upload_get_for, upload_terminate
+from media_api.serializers import (
+    DirectUploadCompleteSerializer,
+    DirectUploadCreateSerializer,
+    DirectUploadSerializer,
+    MediaExistsSerializer,
+    MediaListQuerySerializer,
+    MediaSerializer,
+    MediaUploadSerializer,
+)
 
 # A multipart body carries a few hundred bytes of framing around the file; a body larger
 # than the free space by more than this cannot hold a file that fits.
