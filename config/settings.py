@@ -312,8 +312,8 @@ OIDC_OP_DISCOVERY_URL = env_str("OIDC_OP_DISCOVERY_URL")
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "media_api.auth.ApiKeyAuthentication",
-        "rest_framework.authentication.SessionAuthentication",
+        "gallery.auth.ApiKeyAuthentication",
+        "gallery.auth.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["media_api.auth.HasScope"],
     "EXCEPTION_HANDLER": "media_api.errors.exception_handler",

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from django.core.exceptions import ValidationError
 
 from gallery.events import user_group
+from gallery.models import Media
 
 
 class EventsConsumer(AsyncJsonWebsocketConsumer):
@@ -23,4 +26,16 @@ class EventsConsumer(AsyncJsonWebsocketConsumer):
 
     async def gallery_event(self, message: dict) -> None:
         payload = {k: v for k, v in message.items() if k != "type"}
+        media_id = payload.get("media_id")
+        # The one visibility rule decides here too: a page never hears of media it could not
+        # open (a vault item, say). A deletion names only an id the page may already show.
+        if media_id and payload.get("event") != "media.deleted" and not await self._may_see(media_id):
+            return
         await self.send_json(payload)
+
+    @database_sync_to_async
+    def _may_see(self, media_id: str) -> bool:
+        try:
+            return Media.objects.visible_to(self.scope["user"]).filter(pk=media_id).exists()
+        except ValidationError:  # not an id at all
+            return False

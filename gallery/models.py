@@ -22,6 +22,14 @@ def _default_quota() -> int:
     return settings.DEFAULT_QUOTA_BYTES
 
 
+def zone_named(name: str | None) -> ZoneInfo:
+    """The time zone of that name; UTC for none or an unknown one."""
+    try:
+        return ZoneInfo(name or "UTC")
+    except (ZoneInfoNotFoundError, ValueError):
+        return ZoneInfo("UTC")
+
+
 def new_media_token() -> str:
     # 128 random bits, URL-safe: the unguessable part of every delivery URL.
     return secrets.token_urlsafe(16)
@@ -60,12 +68,14 @@ class MediaQuerySet(models.QuerySet):
         return self.filter(owner=user)
 
     def visible_to(self, user) -> MediaQuerySet:
-        """What a user may see in the library: their own, not trashed, not in the vault."""
+        """The one rule for who may see a media, used by every door (API, delivery, web pages,
+        websocket, search): today the user's own library, neither trashed nor in the vault.
+        The unlocked vault and share links widen it here, nowhere else."""
         return self.owned_by(user).filter(trashed_at__isnull=True, in_vault=False)
 
-    def visible_to_id(self, user_id) -> MediaQuerySet:
-        """visible_to for a user known by id only, who must still exist and be active."""
-        return self.filter(owner_id=user_id, owner__is_active=True, trashed_at__isnull=True, in_vault=False)
+    def same_bytes(self, *, owner_id, sha256: str) -> MediaQuerySet:
+        """The owner's media with these bytes, oldest first: what dedup resolves an upload to."""
+        return self.filter(owner_id=owner_id, sha256=sha256).order_by("created_at")
 
     def timeline(self) -> MediaQuerySet:
         return self.order_by("-taken_at", "-id")
@@ -144,11 +154,7 @@ class Media(models.Model):
         """taken_at in the local time of capture: the recorded offset, else the owner's zone."""
         if self.taken_at_offset_minutes is not None:
             return self.taken_at.astimezone(dt_timezone(timedelta(minutes=self.taken_at_offset_minutes)))
-        try:
-            zone = ZoneInfo(self.owner.time_zone)
-        except (ZoneInfoNotFoundError, ValueError):
-            zone = ZoneInfo("UTC")
-        return self.taken_at.astimezone(zone)
+        return self.taken_at.astimezone(zone_named(self.owner.time_zone))
 
     @property
     def grid_variant(self) -> Variant | None:

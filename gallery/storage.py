@@ -8,17 +8,19 @@ chosen by STORAGE_BACKEND in settings.
 from __future__ import annotations
 
 import functools
+import hashlib
 import os
 import re
 import threading
 import uuid
 import weakref
+from typing import IO
 
 from django.conf import settings
 from django.core.files.storage import Storage, storages
 
 LIBRARY = "library"
-VAULT = "vault"
+HASH_CHUNK = 1024 * 1024
 
 
 def media_storage() -> Storage:
@@ -87,3 +89,38 @@ def _public_client(endpoint: str, region: str, access_key: str, secret_key: str)
     return boto3.client("s3", endpoint_url=endpoint, region_name=region, aws_access_key_id=access_key,
                         aws_secret_access_key=secret_key,
                         config=Config(signature_version="s3v4", s3={"addressing_style": "path"}))
+
+
+# --- Reading and finishing blobs -------------------------------------------------------------
+def sha256_of(stream: IO[bytes]) -> str:
+    """SHA-256 of a stream read from where it stands to its end (the one hashing loop)."""
+    digest = hashlib.sha256()
+    while chunk := stream.read(HASH_CHUNK):
+        digest.update(chunk)
+    return digest.hexdigest()
+
+
+def blob_sha256(key: str) -> str:
+    """SHA-256 of a stored blob, read once in chunks (S3: one streamed GET, never a spooled copy)."""
+    storage = media_storage()
+    if is_s3(storage):
+        body = s3_client(storage).get_object(Bucket=storage.bucket_name, Key=key)["Body"]
+        try:
+            return sha256_of(body)
+        finally:
+            body.close()
+    with storage.open(key, "rb") as fh:
+        return sha256_of(fh)
+
+
+def multipart_complete(*, key: str, upload_id: str, parts: list[dict]) -> int:
+    """Complete an S3 multipart upload (parts as S3 wants them: PartNumber, ETag) and return
+    the size of the object that is there now. An earlier attempt that completed it already is
+    fine: the size tells the caller whether the bytes are the ones announced."""
+    storage = media_storage()
+    client, bucket = s3_client(storage), storage.bucket_name
+    try:
+        client.complete_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": parts})
+    except client.exceptions.NoSuchUpload:
+        pass
+    return client.head_object(Bucket=bucket, Key=key)["ContentLength"]

@@ -1,4 +1,4 @@
-"""API credentials: `Authorization: Bearer <api key>` (or a session), and scope checks.
+"""API permission: the scope a request needs. Authentication itself is gallery.auth.
 
 A session user (the web page) has every scope. An API key has the scopes it was given:
 media.read allows safe methods only; media.read_write allows everything.
@@ -6,43 +6,9 @@ media.read allows safe methods only; media.read_write allows everything.
 
 from __future__ import annotations
 
-from rest_framework import authentication, exceptions, permissions
+from rest_framework import permissions
 
-from gallery.models import ApiKey
-from gallery.services.accounts import apikey_authenticate
-
-READ = "media.read"
-READ_WRITE = "media.read_write"
-
-
-def bearer_token(request) -> str | None:
-    header = request.META.get("HTTP_AUTHORIZATION", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        return None
-    return token.strip()
-
-
-class ApiKeyAuthentication(authentication.BaseAuthentication):
-    def authenticate(self, request):
-        raw = bearer_token(request)
-        if raw is None:
-            return None
-        key = apikey_authenticate(raw=raw)
-        if key is None:
-            raise exceptions.AuthenticationFailed("invalid or revoked API key")
-        return key.user, key
-
-    def authenticate_header(self, request) -> str:
-        # Makes DRF answer 401 (not 403) to anonymous calls.
-        return 'Bearer realm="chipmunk"'
-
-
-def scopes_of(request) -> set[str]:
-    auth = getattr(request, "auth", None)
-    if isinstance(auth, ApiKey):
-        return set(auth.scopes)
-    return {READ, READ_WRITE}
+from gallery.auth import READ, READ_WRITE, scopes_of
 
 
 class HasScope(permissions.BasePermission):
@@ -53,7 +19,7 @@ class HasScope(permissions.BasePermission):
     def has_permission(self, request, view) -> bool:
         if not (request.user and request.user.is_authenticated):
             return False
-        scopes = scopes_of(request)
+        scopes = scopes_of(getattr(request, "auth", None))
         if request.method in permissions.SAFE_METHODS:
             return bool(scopes & {READ, READ_WRITE})
         return READ_WRITE in scopes

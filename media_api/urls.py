@@ -3,24 +3,23 @@ from __future__ import annotations
 from django.urls import path, re_path
 from rest_framework.routers import SimpleRouter
 
-from media_api.views import media as views
-from media_api.views import tus as tus_views
+from media_api.views import account, media, tus, uploads
 
 router = SimpleRouter()
-router.register("media", views.MediaViewSet, basename="media")
+router.register("media", media.MediaViewSet, basename="media")
 
 urlpatterns = [
-    path("usage/", views.usage, name="usage"),
+    path("usage/", account.usage, name="usage"),
     # Before the router, whose media/<pk>/ would take "exists".
-    re_path(r"^media/exists/?$", views.media_exists, name="media-exists"),
+    re_path(r"^media/exists/?$", media.media_exists, name="media-exists"),
     # tus: the collection and the upload URLs, with or without a trailing slash.
-    path("uploads/", tus_views.UploadCollection.as_view(), name="tus-uploads"),
-    path("uploads", tus_views.UploadCollection.as_view()),
-    path("uploads/<str:upload_id>", tus_views.UploadResource.as_view(), name="tus-upload"),
-    path("uploads/<str:upload_id>/", tus_views.UploadResource.as_view()),
-    path("direct-uploads/", views.direct_upload_create, name="direct-uploads"),
-    path("direct-uploads/<str:upload_id>/", views.direct_upload_detail, name="direct-upload"),
-    path("direct-uploads/<str:upload_id>/complete", views.direct_upload_complete, name="direct-upload-complete"),
-    path("direct-uploads/<str:upload_id>/complete/", views.direct_upload_complete),
+    path("uploads/", tus.UploadCollection.as_view(), name="tus-uploads"),
+    path("uploads", tus.UploadCollection.as_view()),
+    path("uploads/<str:upload_id>", tus.UploadResource.as_view(), name="tus-upload"),
+    path("uploads/<str:upload_id>/", tus.UploadResource.as_view()),
+    path("direct-uploads/", uploads.direct_upload_create, name="direct-uploads"),
+    path("direct-uploads/<str:upload_id>/", uploads.direct_upload_detail, name="direct-upload"),
+    path("direct-uploads/<str:upload_id>/complete", uploads.direct_upload_complete, name="direct-upload-complete"),
+    path("direct-uploads/<str:upload_id>/complete/", uploads.direct_upload_complete),
     *router.urls,
 ]

@@ -171,7 +171,7 @@ class BlobCache:
                     # None only if other fills evicted it already: the caller then reads it directly.
                     yield self._open_valid(paths[index], block_last - block_first + 1)
             finally:
-                _close(chunks)
+                close_iterator(chunks)
 
     def stats(self) -> dict:
         """Hit/miss counts of all processes (theirs up to COUNTER_FLUSH_SECONDS late) and sizes."""
@@ -442,7 +442,8 @@ class _RunLocks:
         self.locks.clear()
 
 
-def _close(chunks: Iterator[bytes]) -> None:
+def close_iterator(chunks: Iterator[bytes]) -> None:
+    """Close a generator of chunks (ends the fetch or read behind it); other iterators need nothing."""
     close = getattr(chunks, "close", None)
     if close is not None:
         close()

@@ -1,6 +1,6 @@
 """Conditional and range requests (RFC 9110 §13 and §14) for a byte sequence of known size.
 
-Pure functions: no Django, no I/O. `evaluate` decides the status, the byte ranges to send
+Pure functions: no I/O (HTTP dates are Django's). `evaluate` decides the status, the byte ranges to send
 and the response headers; gallery.delivery.views reads the bytes and sends them.
 
 Choices where the RFC leaves room (each compared with nginx 1.22 in
@@ -29,14 +29,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
+from django.utils import http as django_http
+
 MAX_RANGES = 64
 
-_MONTHS = {m: i for i, m in enumerate(
-    ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"), start=1)}
-# IMF-fixdate, obsolete RFC 850 and asctime formats (RFC 9110 §5.6.7), which a recipient must accept.
-_IMF_DATE = re.compile(r"[A-Za-z]{3}, (\d{2}) ([A-Za-z]{3}) (\d{4}) (\d{2}):(\d{2}):(\d{2}) GMT")
-_RFC850_DATE = re.compile(r"[A-Za-z]{6,9}, (\d{2})-([A-Za-z]{3})-(\d{2}) (\d{2}):(\d{2}):(\d{2}) GMT")
-_ASCTIME_DATE = re.compile(r"[A-Za-z]{3} ([A-Za-z]{3}) ([ \d]\d) (\d{2}):(\d{2}):(\d{2}) (\d{4})")
 _ETAG = re.compile(r'(W/)?("[\x21\x23-\x7e\x80-\xff]*")[ \t]*(?:,|$)')
 # Whitespace around the dash is not in the grammar but nginx accepts it, and so do we.
 _RANGE_SPEC = re.compile(r"(\d+)\s*-\s*(\d*)|-\s*(\d+)")
@@ -78,34 +74,13 @@ class Decision:
 
 def http_date(moment: datetime) -> str:
     """IMF-fixdate of an aware datetime, e.g. 'Sun, 06 Nov 1994 08:49:37 GMT'."""
-    moment = moment.astimezone(timezone.utc)
-    day = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")[moment.weekday()]
-    month = tuple(_MONTHS)[moment.month - 1].capitalize()
-    return f"{day}, {moment.day:02d} {month} {moment.year:04d} {moment:%H:%M:%S} GMT"
+    return django_http.http_date(moment.timestamp())
 
 
 def parse_http_date(value: str) -> datetime | None:
     """The aware UTC datetime of an HTTP-date in any of the three formats; None if invalid."""
-    value = value.strip()
-    try:
-        if m := _IMF_DATE.fullmatch(value):
-            day, mon, year, hh, mm, ss = m.groups()
-        elif m := _RFC850_DATE.fullmatch(value):
-            day, mon, yy, hh, mm, ss = m.groups()
-            # RFC 9110: a two-digit year more than 50 years in the future is in the past.
-            year = str(2000 + int(yy))
-            if int(year) > datetime.now(timezone.utc).year + 50:
-                year = str(1900 + int(yy))
-        elif m := _ASCTIME_DATE.fullmatch(value):
-            mon, day, hh, mm, ss, year = m.groups()
-        else:
-            return None
-        month = _MONTHS.get(mon.lower())
-        if month is None:
-            return None
-        return datetime(int(year), month, int(day), int(hh), int(mm), int(ss), tzinfo=timezone.utc)
-    except ValueError:  # 31 Feb and friends
-        return None
+    seconds = django_http.parse_http_date_safe(value.strip())
+    return None if seconds is None else datetime.fromtimestamp(seconds, tz=timezone.utc)
 
 
 def _etag_list(value: str) -> list[str] | None:

@@ -1,18 +1,22 @@
 """Sending media bytes: /m/<token>/<level>/ for the original (level "0") and its variants.
 
-Django always decides who may read what (the owner only, for now; trashed and vault media
-are 404 for everyone, like an unknown token). Who sends the bytes is DELIVERY_MODE:
+Django always decides who may read what: the caller comes from gallery.auth (the API's own
+authentication classes) and what they may see from Media.objects.visible_to, the one rule
+every door uses (the owner's library for now; trashed and vault media are 404 for everyone,
+like an unknown token). Who sends the bytes is chosen per target (delivery_mode):
+DELIVERY_MODE for library media, always this process for vault items:
 - stream: this process, in constant memory, with ranges and conditional requests
-  (gallery.delivery.ranges). Local files are read in chunks; S3 objects with ranged GETs of the
-  blocks asked for, through the disk cache gallery.delivery.blobcache when it is enabled.
+  (gallery.delivery.ranges), reading from gallery.delivery.sources: local files in chunks,
+  S3 objects with ranged GETs of the blocks asked for, through the disk cache
+  gallery.delivery.blobcache when it is enabled.
 - x-accel: an empty answer with X-Accel-Redirect to nginx's internal location
   (deploy/nginx.conf), which sends the file itself with its own range support.
 - redirect: 302 to a short-lived presigned S3 URL. Settings refuse this mode without S3;
   should a test swap the storage to local anyway, we stream instead.
 
 Cost per request: one thread hop does everything blocking before the first byte (the
-lookup, a presigned URL, the first chunk of the body); the lookup is one query for the
-media (or variant) with its owner, after the session or API key (see find_target).
+lookup, a presigned URL, the first chunk of the body); the lookup is the credential's
+queries (session and user, or the API key with its user) and one for the media or variant.
 
 Cache-Control: variants are immutable for a year (a changed variant is a new key; links
 should carry a version, e.g. ?v=<created>, which this view ignores); originals are
@@ -22,41 +26,31 @@ vaulted original stops being shown at once.
 
 from __future__ import annotations
 
-import abc
 import asyncio
 import hashlib
 import logging
 import re
 import unicodedata
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import closing
 from dataclasses import dataclass
-from typing import BinaryIO
 from urllib.parse import quote
 
 from django.conf import settings
-from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
-from django.core.exceptions import ValidationError
 from django.core.files.storage import Storage
 from django.core.handlers.asgi import ASGIRequest
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBase, StreamingHttpResponse
-from django.utils.crypto import constant_time_compare
 from django.views.decorators.http import require_http_methods
 
+from gallery.auth import authenticate
 from gallery.delivery import ranges
-from gallery.delivery.blobcache import BlobCache, get_cache
-from gallery.models import Media, User, Variant
-from gallery.services.accounts import apikey_authenticate
-from gallery.storage import is_s3, media_storage, presign_url, s3_client
+from gallery.delivery.blobcache import close_iterator
+from gallery.delivery.sources import body, source_for
+from gallery.models import Media, Variant
+from gallery.storage import is_s3, media_storage, presign_url
 
 logger = logging.getLogger(__name__)
 
-# Bytes held per response in flight. Each chunk costs a thread hop; at 256 KiB uvicorn
-# delivered 0.66 of nginx's throughput on a 1 GiB file, at 1 MiB about the same as nginx
-# (bench/stream.py).
-CHUNK_SIZE = 1024 * 1024
 ORIGINAL_LEVEL = "0"
 VARIANT_CACHE_CONTROL = "private, max-age=31536000, immutable"
 ORIGINAL_CACHE_CONTROL = "private, no-cache"
@@ -78,83 +72,50 @@ class Target:
     owner_id: str
     rep: ranges.Representation
     filename: str | None  # originals only: for Content-Disposition
+    mode: str  # stream | x-accel | redirect: see delivery_mode
 
 
 # --- Authorisation -----------------------------------------------------------------------
-# Sessions of this backend name a user by primary key, valid while the user is active
-# (ModelBackend.get_user); the lookup below checks both. Any other backend goes through
-# Django's get_user.
-_MODEL_BACKEND = "django.contrib.auth.backends.ModelBackend"
-
-
-@dataclass(frozen=True)
-class _Claim:
-    """Who the credential says the caller is; `session_hash` is still to be checked."""
-
-    user_id: uuid.UUID
-    session_hash: str | None  # None: an API key, verified already
-
-
-def _claim(request: HttpRequest) -> _Claim | None:
-    # The session alone, not request.user: loading the user is a second query, and the one
-    # that finds the media brings its owner's row (is_active, password) along.
-    session = request.session
-    raw_id = session.get(SESSION_KEY)
-    if raw_id is not None and session.get(BACKEND_SESSION_KEY) == _MODEL_BACKEND \
-            and _MODEL_BACKEND in settings.AUTHENTICATION_BACKENDS:
-        try:
-            return _Claim(User._meta.pk.to_python(raw_id), session.get(HASH_SESSION_KEY) or "")
-        except ValidationError:
-            pass
-    user = _caller(request)
-    return None if user is None else _Claim(user.pk, None)
-
-
-def _caller(request: HttpRequest) -> User | None:
-    user = request.user
-    if user.is_authenticated:
-        return user
-    scheme, _, raw = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() == "bearer" and raw.strip():
-        key = apikey_authenticate(raw=raw.strip())
-        if key is not None:
-            return key.user
-    return None
-
-
 def find_target(request: HttpRequest, token: str, level: str) -> Target | None:
-    """The blob behind token/level if the caller may read it, else None (always a 404)."""
-    claim = _claim(request)
-    if claim is None:
+    """The blob behind token/level if the caller may read it, else None (always a 404).
+
+    The caller comes from the API's authentication classes (gallery.auth) and what they may
+    see from the one visibility rule (Media.objects.visible_to): the same answer as the API's.
+    """
+    caller = authenticate(request)
+    if caller is None:
         return None
-    # One query: the media the claimed user may see (or its variant), with the owner's row.
-    media_qs = Media.objects.visible_to_id(claim.user_id).filter(token=token)
+    media_qs = Media.objects.visible_to(caller.user).filter(token=token)
     if level == ORIGINAL_LEVEL:
-        media, variant = media_qs.select_related("owner").first(), None
+        media, variant = media_qs.first(), None
     else:
-        variant = Variant.objects.select_related("media__owner").filter(level=level, media__in=media_qs).first()
+        variant = Variant.objects.select_related("media").filter(level=level, media__in=media_qs).first()
         media = variant.media if variant is not None else None
     if media is None:
         return None
-    if claim.session_hash is not None and not constant_time_compare(
-            claim.session_hash, media.owner.get_session_auth_hash()):
-        # Not signed with the owner's current password hash and SECRET_KEY: Django decides (it
-        # re-keys a session signed with a SECRET_KEY_FALLBACKS key and flushes any other).
-        user = _caller(request)
-        if user is None or user.pk != media.owner_id:
-            return None
+    mode = delivery_mode(media)
     if variant is None:
         if not media.original_key or media.status == Media.Status.UPLOADING:
             return None
         etag = media.sha256[:32] if media.sha256 else _key_digest(media.original_key, media.size)
         rep = ranges.Representation(size=media.size, etag=f'"{etag}"', last_modified=media.updated_at,
                                     content_type=media.content_type or "application/octet-stream")
-        return Target(media.original_key, str(media.owner_id), rep, media.original_filename)
+        return Target(media.original_key, str(media.owner_id), rep, media.original_filename, mode)
     if not variant.storage_key:
         return None
     rep = ranges.Representation(size=variant.size, etag=f'"{_key_digest(variant.storage_key, variant.size)}"',
                                 last_modified=variant.created_at, content_type=variant.content_type)
-    return Target(variant.storage_key, str(media.owner_id), rep, None)
+    return Target(variant.storage_key, str(media.owner_id), rep, None, mode)
+
+
+def delivery_mode(media: Media) -> str:
+    """Who sends this media's bytes. DELIVERY_MODE for library media; the app itself
+    (stream) for anything that must never leave as plain bytes at rest (vault items), and
+    whenever the mode cannot apply (redirect without S3)."""
+    mode = settings.DELIVERY_MODE
+    if media.in_vault or (mode == "redirect" and not is_s3()):
+        return "stream"
+    return mode
 
 
 def _key_digest(key: str, size: int) -> str:
@@ -207,11 +168,10 @@ def serve_media(request: HttpRequest, token: str, level: str) -> HttpResponseBas
         raise Http404("no such media")
     download = request.GET.get("download") == "1" and target.filename is not None
     headers = _common_headers(target, download)
-    mode = settings.DELIVERY_MODE
-    if mode == "x-accel":
+    if target.mode == "x-accel":
         return _accel_response(target, headers)
     storage = media_storage()
-    if mode == "redirect" and is_s3(storage):
+    if target.mode == "redirect":
         return _redirect_response(storage, target, headers)
     decision = ranges.evaluate(request.method, request.headers, target.rep)
     return _stream_response(request, storage, target, decision, headers)
@@ -241,7 +201,10 @@ def _redirect_response(storage: Storage, target: Target, headers: dict[str, str]
 def _stream_response(request: HttpRequest, storage: Storage, target: Target,
                      decision: ranges.Decision, headers: dict[str, str]) -> StreamingHttpResponse:
     send_body = request.method != "HEAD" and decision.status in (200, 206)
-    chunks: Iterator[bytes] = _body(_source(storage, target), decision) if send_body else iter(())
+    chunks: Iterator[bytes] = iter(())
+    if send_body:
+        source = source_for(storage, key=target.key, size=target.rep.size, owner=target.owner_id)
+        chunks = body(source, decision)
     # A streaming response even when empty: CommonMiddleware adds "Content-Length: 0" to a
     # plain 304, which RFC 9110 §8.6 forbids (it must be absent or the 200's length).
     if isinstance(request, ASGIRequest):
@@ -270,7 +233,7 @@ def _in_threads(chunks: Iterator[bytes], length: int) -> AsyncIterator[bytes]:
     """
     first = next(chunks, b"") if length else b""
     if len(first) >= length:
-        _close(chunks)
+        close_iterator(chunks)
     return _rest_in_threads(first, chunks, length - len(first))
 
 
@@ -290,130 +253,6 @@ async def _rest_in_threads(first: bytes, chunks: Iterator[bytes], remaining: int
     finally:
         # On a disconnect the thread may still be inside next(): close the files after it.
         if pending is not None and not pending.done():
-            pending.add_done_callback(lambda _f: _close(chunks))
+            pending.add_done_callback(lambda _f: close_iterator(chunks))
         else:
-            _close(chunks)
-
-
-def _close(chunks: Iterator[bytes]) -> None:
-    close = getattr(chunks, "close", None)
-    if close is not None:
-        close()
-
-
-# --- Reading bytes -----------------------------------------------------------------------
-def _body(source: _Source, decision: ranges.Decision) -> Iterator[bytes]:
-    with source:
-        if decision.multipart:
-            for part in decision.parts:
-                yield part.head
-                yield from source.read(part.first, part.last)
-            yield decision.trailer
-        else:
-            for first, last in decision.ranges:
-                yield from source.read(first, last)
-
-
-class _Source(abc.ABC):
-    """Bytes of one blob: `read(first, last)` yields them in chunks of at most CHUNK_SIZE."""
-
-    def __enter__(self) -> _Source:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        pass
-
-    @abc.abstractmethod
-    def read(self, first: int, last: int) -> Iterator[bytes]:
-        """Bytes first..last (inclusive)."""
-
-
-class _FileSource(_Source):
-    def __init__(self, storage: Storage, key: str) -> None:
-        self.storage, self.key = storage, key
-        self.file: BinaryIO | None = None
-
-    def __exit__(self, *exc: object) -> None:
-        if self.file is not None:
-            self.file.close()
-
-    def read(self, first: int, last: int) -> Iterator[bytes]:
-        if self.file is None:
-            self.file = self.storage.open(self.key, "rb")
-        yield from _read_file(self.file, first, last, self.key)
-
-
-def _read_file(file: BinaryIO, first: int, last: int, name: str) -> Iterator[bytes]:
-    file.seek(first)
-    remaining = last - first + 1
-    while remaining > 0:
-        chunk = file.read(min(CHUNK_SIZE, remaining))
-        if not chunk:
-            # The headers promised more: stop short so the server drops the connection.
-            raise OSError(f"{name} is shorter than recorded ({remaining} bytes missing)")
-        remaining -= len(chunk)
-        yield chunk
-
-
-class _S3Source(_Source):
-    """Ranged GETs of exactly the bytes asked for (no cache)."""
-
-    def __init__(self, storage: Storage, key: str, size: int) -> None:
-        self.client = s3_client(storage)
-        self.bucket = storage.bucket_name
-        self.name = storage._normalize_name(key)  # the object key under the storage's location
-        self.key, self.size = key, size
-
-    def get(self, first: int, last: int) -> Iterator[bytes]:
-        response = self.client.get_object(Bucket=self.bucket, Key=self.name, Range=f"bytes={first}-{last}")
-        total = response.get("ContentRange", "").rpartition("/")[2]
-        if total and total != "*" and int(total) != self.size:
-            logger.error("delivery: %s is %s bytes in S3 but %d in the database", self.key, total, self.size)
-        body = response["Body"]
-        remaining = last - first + 1
-        try:
-            for chunk in body.iter_chunks(CHUNK_SIZE):
-                chunk = chunk[:remaining]
-                remaining -= len(chunk)
-                yield chunk
-                if remaining == 0:
-                    break
-        finally:
-            body.close()
-        if remaining:
-            raise OSError(f"{self.key}: S3 sent {remaining} bytes fewer than asked")
-
-    def read(self, first: int, last: int) -> Iterator[bytes]:
-        yield from self.get(first, last)
-
-
-class _CachedS3Source(_S3Source):
-    """Reads through the block cache; blocks too big for it come straight from S3."""
-
-    def __init__(self, storage: Storage, key: str, size: int, owner: str, cache: BlobCache) -> None:
-        super().__init__(storage, key, size)
-        self.owner, self.cache = owner, cache
-
-    def read(self, first: int, last: int) -> Iterator[bytes]:
-        block_size = self.cache.block_size
-        indexes = range(first // block_size, last // block_size + 1)
-        # Closed when the reader stops early: that ends a fetch in progress and frees its locks.
-        with closing(self.cache.open_blocks(key=self.key, indexes=indexes, size=self.size, owner=self.owner,
-                                            fetch=self.get)) as blocks:
-            for index, handle in zip(indexes, blocks):
-                block_first, block_last = self.cache.block_span(index, self.size)
-                lo, hi = max(first, block_first), min(last, block_last)
-                if handle is None:
-                    yield from self.get(lo, hi)
-                    continue
-                with handle:
-                    yield from _read_file(handle, lo - block_first, hi - block_first, self.key)
-
-
-def _source(storage: Storage, target: Target) -> _Source:
-    if not is_s3(storage):
-        return _FileSource(storage, target.key)
-    cache = get_cache()
-    if cache is None:
-        return _S3Source(storage, target.key, target.rep.size)
-    return _CachedS3Source(storage, target.key, target.rep.size, target.owner_id, cache)
+            close_iterator(chunks)

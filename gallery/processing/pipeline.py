@@ -18,7 +18,6 @@ from datetime import datetime, timedelta
 from datetime import timezone as dt_timezone
 from pathlib import Path
 from typing import Any, Iterator
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from django.conf import settings
 from django.core.files.base import ContentFile, File
@@ -26,7 +25,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from gallery import events
-from gallery.models import Media, Variant
+from gallery.models import Media, Variant, zone_named
 from gallery.storage import is_s3, media_storage, variant_key
 
 log = logging.getLogger(__name__)
@@ -62,19 +61,12 @@ def local_copy(media: Media) -> Iterator[Path]:
         yield path
 
 
-def _zone(name: str | None) -> ZoneInfo:
-    try:
-        return ZoneInfo(name or "UTC")
-    except (ZoneInfoNotFoundError, ValueError):
-        return ZoneInfo("UTC")
-
-
 def aware_taken_at(naive: datetime, offset_minutes: int | None, zone_name: str | None) -> tuple[datetime, int]:
     """A capture wall-clock time made aware: by its recorded offset, else by a zone name."""
     if offset_minutes is not None:
         tz = dt_timezone(timedelta(minutes=offset_minutes))
         return naive.replace(tzinfo=tz), offset_minutes
-    aware = naive.replace(tzinfo=_zone(zone_name))
+    aware = naive.replace(tzinfo=zone_named(zone_name))
     return aware, int(aware.utcoffset().total_seconds() // 60)
 
 
@@ -143,7 +135,7 @@ def _video(media: Media, path: Path, outcome: Outcome, workdir: Path) -> None:
     zone = _apply_location(outcome, info.latitude, info.longitude, None)
     if info.created_at is not None:
         # Containers record UTC; the local offset comes from the GPS zone or the owner's.
-        local = info.created_at.astimezone(_zone(zone or media.owner.time_zone))
+        local = info.created_at.astimezone(zone_named(zone or media.owner.time_zone))
         outcome.fields.update(taken_at=info.created_at, taken_at_estimated=False,
                               taken_at_offset_minutes=int(local.utcoffset().total_seconds() // 60))
     outcome.outputs += [(v.level, v.width, v.height, v.content_type, "webp", v.data)

@@ -6,7 +6,6 @@ where it can; side effects (jobs, events) are sent after commit.
 
 from __future__ import annotations
 
-import hashlib
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -20,24 +19,13 @@ from gallery import events, jobs
 from gallery.models import Album, Media, User, new_media_token
 from gallery.processing.filetypes import guess_content_type, kind_for
 from gallery.services.accounts import quota_check
-from gallery.storage import media_storage, original_key
-
-HASH_CHUNK = 1024 * 1024
+from gallery.storage import media_storage, original_key, sha256_of
 
 
 @dataclass
 class IngestResult:
     media: Media
     created: bool
-
-
-def sha256_of(stream: IO[bytes]) -> str:
-    digest = hashlib.sha256()
-    stream.seek(0)
-    while chunk := stream.read(HASH_CHUNK):
-        digest.update(chunk)
-    stream.seek(0)
-    return digest.hexdigest()
 
 
 def clean_filename(filename: str | None) -> str:
@@ -56,8 +44,11 @@ def media_ingest(*, owner: User, stream: IO[bytes], size: int, filename: str,
     """
     filename = clean_filename(filename)
     quota_check(user=owner, requested=size)
+    stream.seek(0)
     sha256 = sha256_of(stream)
-    existing = Media.objects.filter(owner=owner, sha256=sha256).order_by("created_at").first()
+    stream.seek(0)
+    # Before storing anything: the bytes the owner already has are not stored twice.
+    existing = Media.objects.same_bytes(owner_id=owner.pk, sha256=sha256).first()
     if existing is not None:
         return IngestResult(media=existing, created=False)
 
@@ -93,7 +84,7 @@ def media_record(*, owner: User, media_id: uuid.UUID, key: str, size: int, sha25
     locked = User.objects.select_for_update().get(pk=owner.pk)
     existing = None
     if dedup:
-        existing = Media.objects.filter(owner=locked, sha256=sha256).order_by("created_at").first()
+        existing = Media.objects.same_bytes(owner_id=locked.pk, sha256=sha256).first()
     if existing is not None:
         if reserved:
             User.objects.filter(pk=owner.pk).update(reserved_bytes=F("reserved_bytes") - reserved)

@@ -12,7 +12,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import math
 import uuid
@@ -25,11 +24,18 @@ from django.db import transaction
 from django.utils import timezone
 
 from gallery import events, jobs
-from gallery.exceptions import DirectUploadUnavailable, InvalidInput, NotFound, StorageUnavailable, TooLarge
+from gallery.exceptions import DirectUploadUnavailable, InvalidInput, NotFound, StorageUnavailable
 from gallery.models import Album, Media, Upload, User
 from gallery.services.media import IngestResult, media_delete, media_queue_processing, media_record
-from gallery.storage import is_s3, presign_url
-from gallery.uploads.lifecycle import STORAGE_ERRORS, part_size_for, s3_client, upload_close, upload_reserve
+from gallery.storage import blob_sha256, is_s3, multipart_complete, presign_url
+from gallery.uploads.lifecycle import (
+    STORAGE_ERRORS,
+    part_size_for,
+    s3_client,
+    upload_close,
+    upload_reserve,
+    upload_size_check,
+)
 
 log = logging.getLogger(__name__)
 
@@ -52,9 +58,7 @@ def direct_upload_create(*, owner: User, filename: str, size: int, content_type:
                                       "to upload to directly; use the tus endpoint /api/v1/uploads/")
     if size < 1:
         raise InvalidInput("size must be at least 1 byte")
-    if size > settings.TUS_MAX_SIZE:
-        raise TooLarge(f"{size} bytes is more than this server accepts ({settings.TUS_MAX_SIZE})",
-                       max_size=settings.TUS_MAX_SIZE)
+    upload_size_check(size)
     part_size = part_size_for(size, settings.DIRECT_UPLOAD_PART_SIZE)
     upload = upload_reserve(owner=owner, kind=Upload.Kind.DIRECT, length=size, filename=filename,
                             filetype=content_type, album=album, sha256=sha256.lower(), part_size=part_size)
@@ -92,22 +96,14 @@ def direct_upload_complete(*, upload: Upload, parts: list[dict[str, Any]]) -> In
         return IngestResult(media=upload.media, created=False)  # a repeated complete
     if upload.state != Upload.State.ACTIVE:
         raise NotFound("no such upload")
-    client, bucket = s3_client()
     listed = _parts_list(parts, math.ceil(upload.length / upload.part_size))
     try:
-        client.complete_multipart_upload(Bucket=bucket, Key=upload.target_key, UploadId=upload.s3_upload_id,
-                                         MultipartUpload={"Parts": listed})
-    except client.exceptions.NoSuchUpload:
-        pass  # an earlier attempt completed it; HEAD below tells what is there
+        size = multipart_complete(key=upload.target_key, upload_id=upload.s3_upload_id, parts=listed)
     except ClientError as exc:
         code = exc.response.get("Error", {}).get("Code", "")
         if code in ("InvalidPart", "InvalidPartOrder", "EntityTooSmall", "InvalidArgument", "MalformedXML"):
             raise InvalidInput(f"the object store refused the parts ({code}): {exc}") from exc
         raise StorageUnavailable(f"the object store failed: {exc}") from exc
-    except STORAGE_ERRORS as exc:
-        raise StorageUnavailable(f"the object store failed: {exc}") from exc
-    try:
-        size = client.head_object(Bucket=bucket, Key=upload.target_key)["ContentLength"]
     except STORAGE_ERRORS as exc:
         raise StorageUnavailable(f"the object store failed: {exc}") from exc
     if size != upload.length:
@@ -140,11 +136,7 @@ def direct_upload_verify(*, media_id: uuid.UUID | str) -> None:
     media = Media.objects.filter(pk=media_id, status=Media.Status.UPLOADING).first()
     if media is None:
         return
-    client, bucket = s3_client()
-    digest = hashlib.sha256()
-    for chunk in client.get_object(Bucket=bucket, Key=media.original_key)["Body"].iter_chunks(1024 * 1024):
-        digest.update(chunk)
-    actual = digest.hexdigest()
+    actual = blob_sha256(media.original_key)
     with transaction.atomic():
         User.objects.select_for_update().get(pk=media.owner_id)  # serialises dedup per user
         media = Media.objects.select_for_update().filter(pk=media_id, status=Media.Status.UPLOADING).first()
@@ -155,8 +147,7 @@ def direct_upload_verify(*, media_id: uuid.UUID | str) -> None:
                         media.pk, media.sha256, actual)
             media.details = {**media.details, "claimed_sha256": media.sha256}
             media.sha256 = actual
-        existing = (Media.objects.filter(owner_id=media.owner_id, sha256=actual).exclude(pk=media.pk)
-                    .order_by("created_at").first())
+        existing = Media.objects.same_bytes(owner_id=media.owner_id, sha256=actual).exclude(pk=media.pk).first()
         if existing is not None:
             # The owner had these bytes already: the upload resolves to that media.
             Upload.objects.filter(media=media).update(media=existing)

@@ -29,7 +29,7 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from gallery.exceptions import InvalidInput, NotFound, UploadBusy, UploadExpired
+from gallery.exceptions import InvalidInput, NotFound, TooLarge, UploadBusy, UploadExpired
 from gallery.models import Album, Upload, User
 from gallery.services.accounts import quota_check
 from gallery.services.media import clean_filename
@@ -41,6 +41,13 @@ log = logging.getLogger(__name__)
 MiB = 2**20
 S3_MAX_PARTS = 10_000
 STORAGE_ERRORS = (ClientError, BotoCoreError, OSError)
+
+
+def upload_size_check(length: int) -> None:
+    """TooLarge past the largest upload this server takes (TUS_MAX_SIZE, for every way in)."""
+    if length > settings.TUS_MAX_SIZE:
+        raise TooLarge(f"{length} bytes is more than this server accepts ({settings.TUS_MAX_SIZE})",
+                       max_size=settings.TUS_MAX_SIZE)
 
 
 def upload_expiry() -> datetime:

@@ -58,13 +58,12 @@ from gallery.exceptions import (
     PartialIncomplete,
     PartialNotFound,
     StorageUnavailable,
-    TooLarge,
     UploadBusy,
     UploadExpired,
 )
 from gallery.models import Album, Media, Upload, User
 from gallery.services.media import IngestResult, clean_filename, media_record
-from gallery.storage import is_s3, media_storage, original_key
+from gallery.storage import blob_sha256, is_s3, media_storage, original_key
 from gallery.uploads.lifecycle import (
     STORAGE_ERRORS,
     Blobs,
@@ -75,6 +74,7 @@ from gallery.uploads.lifecycle import (
     upload_close,
     upload_expiry,
     upload_reserve,
+    upload_size_check,
     uploads_prefix,
 )
 from gallery.uploads.tus_storage import (
@@ -88,7 +88,6 @@ from gallery.uploads.tus_storage import (
     local_complete,
     running_hashes,
     s3_complete,
-    sha256_of_key,
 )
 
 log = logging.getLogger(__name__)
@@ -146,12 +145,6 @@ def _lease_take(*, upload_id: uuid.UUID, offset: int) -> tuple[Upload, Lease]:
 
 
 # --- Services ----------------------------------------------------------------------------
-def _check_max_size(length: int) -> None:
-    if length > settings.TUS_MAX_SIZE:
-        raise TooLarge(f"{length} bytes is more than this server accepts ({settings.TUS_MAX_SIZE})",
-                       max_size=settings.TUS_MAX_SIZE)
-
-
 def upload_append(*, upload: Upload, offset: int, stream: IO[bytes], checksum: Checksum | None = None,
                   declared_length: int | None = None) -> AppendResult:
     """Append a PATCH body at `offset`; completes the upload when the last byte arrives.
@@ -277,7 +270,7 @@ def _complete(*, row: Upload, hasher, lease: Lease) -> IngestResult | None:
     else:
         local_complete(row)
     if sha256 is None:
-        sha256 = hasher.hexdigest() if hasher is not None else sha256_of_key(row.target_key)
+        sha256 = hasher.hexdigest() if hasher is not None else blob_sha256(row.target_key)
     with transaction.atomic():
         locked = Upload.objects.select_for_update(of=("self",)).select_related("owner", "album").get(pk=row.pk)
         if locked.state == Upload.State.COMPLETED:
@@ -334,7 +327,7 @@ def upload_create(*, owner: User, length: int, filename: str, filetype: str = ""
     """
     if concat not in (Upload.Concat.NONE, Upload.Concat.PARTIAL):
         raise InvalidInput("only a partial upload is created with its length; a final one is concatenated")
-    _check_max_size(length)
+    upload_size_check(length)
     part_size = part_size_for(length, settings.TUS_S3_PART_SIZE) if is_s3() else 0
     upload = upload_reserve(owner=owner, kind=Upload.Kind.TUS, length=length, filename=filename, filetype=filetype,
                             album=album, metadata=metadata, part_size=part_size, concat=concat)
@@ -369,7 +362,7 @@ def upload_concat(*, owner: User, partial_ids: list[str], filename: str, filetyp
             pk__in=ids, owner=owner, kind=Upload.Kind.TUS).order_by("pk")}
         partials = [_usable_partial(found.get(pk), pk, now) for pk in ids]
         total = sum(p.length for p in partials)
-        _check_max_size(total)
+        upload_size_check(total)
         final = Upload(owner=owner, kind=Upload.Kind.TUS, concat=Upload.Concat.FINAL, length=total, offset=total,
                        filename=clean_filename(filename), filetype=filetype[:127], album=album,
                        metadata=metadata or {}, expires_at=upload_expiry(),

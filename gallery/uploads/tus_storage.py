@@ -23,7 +23,7 @@ from django.utils import timezone
 
 from gallery.exceptions import StorageUnavailable, UploadBusy
 from gallery.models import Upload
-from gallery.storage import is_s3, media_storage
+from gallery.storage import is_s3, media_storage, multipart_complete
 from gallery.uploads.lifecycle import (
     S3_MAX_PARTS,
     STORAGE_ERRORS,
@@ -293,32 +293,15 @@ def local_complete(row: Upload) -> None:
 
 
 def s3_complete(row: Upload) -> None:
-    client, bucket = s3_client()
+    """The multipart upload completed (when there is one) and the object's size checked."""
     if row.s3_upload_id:
         parts = [{"PartNumber": p["number"], "ETag": p["etag"]} for p in row.parts]
-        try:
-            client.complete_multipart_upload(Bucket=bucket, Key=row.target_key, UploadId=row.s3_upload_id,
-                                             MultipartUpload={"Parts": parts})
-        except client.exceptions.NoSuchUpload:
-            pass  # completed by an earlier attempt; the size check below tells
-    size = client.head_object(Bucket=bucket, Key=row.target_key)["ContentLength"]
+        size = multipart_complete(key=row.target_key, upload_id=row.s3_upload_id, parts=parts)
+    else:
+        client, bucket = s3_client()
+        size = client.head_object(Bucket=bucket, Key=row.target_key)["ContentLength"]
     if size != row.length:
         raise StorageUnavailable(f"upload {row.pk} assembled {size} bytes, not {row.length}")
-
-
-def sha256_of_key(key: str) -> str:
-    """Hash a stored original once (the running hash was lost between processes)."""
-    digest = hashlib.sha256()
-    storage = media_storage()
-    if is_s3(storage):
-        client, bucket = s3_client()
-        for chunk in client.get_object(Bucket=bucket, Key=key)["Body"].iter_chunks(READ_CHUNK):
-            digest.update(chunk)
-    else:
-        with open(storage.path(key), "rb") as fh:
-            while chunk := fh.read(READ_CHUNK):
-                digest.update(chunk)
-    return digest.hexdigest()
 
 
 def concat_assemble(row: Upload, lease: Lease) -> str | None:

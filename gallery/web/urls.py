@@ -9,4 +9,5 @@ app_name = "gallery"
 urlpatterns = [
     path("", views.timeline, name="timeline"),
     path("upload/", views.upload, name="upload"),
+    path("tiles/<uuid:media_id>/", views.tile, name="tile"),
 ]

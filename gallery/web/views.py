@@ -1,11 +1,11 @@
-"""The gallery website: the timeline grid and the upload form."""
+"""The gallery website: the timeline grid, its tiles and the upload form."""
 
 from __future__ import annotations
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
-from django.shortcuts import redirect, render
+from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from gallery.exceptions import ChipmunkError
@@ -20,6 +20,13 @@ def timeline(request):
     media = Media.objects.visible_to(request.user).timeline().prefetch_related("variants")
     page = Paginator(media, PAGE_SIZE).get_page(request.GET.get("page"))
     return render(request, "gallery/timeline.html", {"page": page})
+
+
+@login_required
+def tile(request, media_id):
+    """One grid tile, rendered by the same template as the timeline (live.js swaps it in)."""
+    media = get_object_or_404(Media.objects.visible_to(request.user).prefetch_related("variants"), pk=media_id)
+    return render(request, "gallery/_tile.html", {"media": media})
 
 
 @login_required

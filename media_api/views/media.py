@@ -1,24 +1,19 @@
-"""The mobile/web API under /api/v1/. Querysets are scoped to the caller; writes call services."""
+"""/api/v1/media/: the caller's media (list, one, delete, new token, multipart upload, exists).
+
+Querysets come from the one visibility rule; writes call services."""
 
 from __future__ import annotations
 
-from django.db.models import Count, Sum
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action, api_view
 from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
-from rest_framework.reverse import reverse
 
 from gallery.exceptions import QuotaExceeded
-from gallery.models import Media, Upload
+from gallery.models import Media
 from gallery.services.accounts import quota_check
 from gallery.services.media import media_delete, media_ingest, media_rotate_token
-from gallery.uploads import direct as direct_uploads
-from gallery.uploads.lifecycle import album_for, upload_get_for, upload_terminate
 from media_api.serializers import (
-    DirectUploadCompleteSerializer,
-    DirectUploadCreateSerializer,
-    DirectUploadSerializer,
     MediaExistsSerializer,
     MediaListQuerySerializer,
     MediaSerializer,
@@ -51,11 +46,11 @@ class MediaViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Dest
     pagination_class = TimelinePagination
 
     def get_queryset(self):
-        qs = Media.objects.owned_by(self.request.user).select_related("owner").prefetch_related("variants")
+        # The one visibility rule, for every action: list, retrieve, delete, rotate-token.
+        qs = Media.objects.visible_to(self.request.user).select_related("owner").prefetch_related("variants")
         if self.action == "list":
             query = MediaListQuerySerializer(data=self.request.query_params)
             query.is_valid(raise_exception=True)
-            qs = qs.filter(trashed_at__isnull=True, in_vault=False)
             if sha := query.validated_data.get("sha256"):
                 qs = qs.filter(sha256=sha.lower())
             if kind := query.validated_data.get("kind"):
@@ -96,59 +91,6 @@ def media_exists(request):
     query = MediaExistsSerializer(data=request.data)
     query.is_valid(raise_exception=True)
     wanted = {sha.lower() for sha in query.validated_data["sha256"]}
-    found = dict(Media.objects.owned_by(request.user).filter(sha256__in=wanted).values_list("sha256", "id"))
+    found = dict(Media.objects.visible_to(request.user).filter(sha256__in=wanted).values_list("sha256", "id"))
     return Response({"exists": sorted(found), "missing": sorted(wanted - found.keys()),
                      "media": {sha: str(media_id) for sha, media_id in sorted(found.items())}})
-
-
-@api_view(["POST"])
-def direct_upload_create(request):
-    """Reserve the size and hand out presigned part URLs (S3 storage only; 409 on local disk)."""
-    data = DirectUploadCreateSerializer(data=request.data)
-    data.is_valid(raise_exception=True)
-    fields = data.validated_data
-    plan = direct_uploads.direct_upload_create(
-        owner=request.user, filename=fields["filename"], size=fields["size"], content_type=fields["content_type"],
-        sha256=fields["sha256"], album=album_for(owner=request.user, album_id=fields["album"]))
-    url = reverse("direct-upload", args=[plan.upload.pk], request=request)
-    return Response({**DirectUploadSerializer(plan.upload).data, "parts": plan.parts,
-                     "complete_url": url + "complete", "url": url}, status=status.HTTP_201_CREATED)
-
-
-@api_view(["GET", "DELETE"])
-def direct_upload_detail(request, upload_id):
-    """GET: where the upload stands (and its media once complete). DELETE: abort it."""
-    upload = upload_get_for(user=request.user, upload_id=upload_id, kind=Upload.Kind.DIRECT)
-    if request.method == "DELETE":
-        upload_terminate(upload=upload)
-        return Response(status=status.HTTP_204_NO_CONTENT)
-    return Response(DirectUploadSerializer(upload).data)
-
-
-@api_view(["POST"])
-def direct_upload_complete(request, upload_id):
-    """Complete the multipart upload after the client PUT every part; records the media."""
-    upload = upload_get_for(user=request.user, upload_id=upload_id, kind=Upload.Kind.DIRECT)
-    data = DirectUploadCompleteSerializer(data=request.data)
-    data.is_valid(raise_exception=True)
-    result = direct_uploads.direct_upload_complete(upload=upload, parts=data.validated_data["parts"])
-    upload.refresh_from_db()
-    media = Media.objects.owned_by(request.user).prefetch_related("variants").filter(pk=upload.media_id).first()
-    return Response({"upload": DirectUploadSerializer(upload).data,
-                     "media": MediaSerializer(media).data if media is not None else None},
-                    status=status.HTTP_201_CREATED if result.created else status.HTTP_200_OK)
-
-
-@api_view(["GET"])
-def usage(request):
-    """The caller's storage: quota, used, reserved and a breakdown by kind."""
-    user = request.user.__class__.objects.get(pk=request.user.pk)
-    by_kind = {
-        row["kind"]: {"count": row["count"], "bytes": row["bytes"] or 0}
-        for row in Media.objects.owned_by(user).values("kind").annotate(count=Count("id"), bytes=Sum("size"))
-    }
-    return Response({
-        "quota": user.quota_bytes, "used": user.used_bytes, "reserved": user.reserved_bytes,
-        "free": user.free_bytes,
-        "by_kind": {kind: by_kind.get(kind, {"count": 0, "bytes": 0}) for kind in Media.Kind.values},
-    })

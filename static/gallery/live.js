@@ -5,31 +5,12 @@
   const grid = document.getElementById("grid");
   if (!grid || !window.WebSocket) return;
 
-  function tile(media) {
-    const li = document.createElement("li");
-    li.className = `tile ${media.kind} ${media.status}`;
-    li.dataset.id = media.id;
-    const a = document.createElement("a");
-    a.href = media.original_url;
-    a.title = media.name;
-    const thumb = media.variants["3s"] || media.variants["3"];
-    if (thumb) {
-      const img = document.createElement("img");
-      img.src = thumb.url;
-      img.width = thumb.width;
-      img.height = thumb.height;
-      img.alt = media.name;
-      img.loading = "lazy";
-      a.appendChild(img);
-    } else {
-      const span = document.createElement("span");
-      span.className = "placeholder";
-      span.append(media.kind, document.createElement("br"), media.status);
-      if (media.status === "failed" && media.error) span.title = media.error;
-      a.appendChild(span);
-    }
-    li.appendChild(a);
-    return li;
+  // The tile's markup is the server's (templates/gallery/_tile.html): one template for the
+  // first render and every live update.
+  function tile(html) {
+    const holder = document.createElement("template");
+    holder.innerHTML = html.trim();
+    return holder.content.firstElementChild;
   }
 
   // Events for one media come in bursts (created, processing, ready); their fetches may
@@ -59,11 +40,11 @@
       }
       return;
     }
-    const response = await fetch(`/api/v1/media/${encodeURIComponent(id)}/`, {credentials: "same-origin"});
+    const response = await fetch(`${grid.dataset.tileUrl}${encodeURIComponent(id)}/`, {credentials: "same-origin"});
     if (!response.ok || latest.get(id) !== ticket) return;
-    const media = await response.json();
+    const html = await response.text();
     if (latest.get(id) !== ticket) return;
-    const fresh = tile(media);
+    const fresh = tile(html);
     const old = find(id);
     if (old) {
       old.replaceWith(fresh);

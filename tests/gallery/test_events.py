@@ -30,6 +30,17 @@ def layer(request, settings):
     channel_layers.backends.clear()
 
 
+def make_media(owner, **fields):
+    from django.db import connection
+
+    from gallery.models import Media
+
+    try:
+        return Media.objects.create(owner=owner, original_filename="p.jpg", sha256=uuid.uuid4().hex, **fields)
+    finally:
+        connection.close()  # this thread's connection, which the test database must not outlive
+
+
 def communicator(user) -> WebsocketCommunicator:
     comm = WebsocketCommunicator(EventsConsumer.as_asgi(), "/ws/events/")
     comm.scope["user"] = user
@@ -38,13 +49,36 @@ def communicator(user) -> WebsocketCommunicator:
 
 @pytest.mark.django_db(transaction=True)
 async def test_owner_hears_own_events_and_stranger_hears_nothing(layer, alice, charlie):
+    photo = await sync_to_async(make_media)(alice)
     mine, theirs = communicator(alice), communicator(charlie)
     assert (await mine.connect())[0] and (await theirs.connect())[0]
-    await sync_to_async(events.send)(alice.pk, "media.ready", media_id="m-1")
-    assert await mine.receive_json_from(timeout=5) == {"event": "media.ready", "media_id": "m-1"}
+    await sync_to_async(events.send)(alice.pk, "media.ready", media_id=str(photo.pk))
+    assert await mine.receive_json_from(timeout=5) == {"event": "media.ready", "media_id": str(photo.pk)}
     assert await theirs.receive_nothing(timeout=0.3)
     await mine.disconnect()
     await theirs.disconnect()
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_events_follow_the_visibility_rule(layer, alice):
+    """Events about media the owner could not open here (vault, trash) are not sent; a
+    deletion still is; a made-up id is dropped."""
+    from django.utils import timezone
+
+    vaulted = await sync_to_async(make_media)(alice, in_vault=True)
+    trashed = await sync_to_async(make_media)(alice, trashed_at=timezone.now())
+    shown = await sync_to_async(make_media)(alice)
+    comm = communicator(alice)
+    assert (await comm.connect())[0]
+    for media in (vaulted, trashed):
+        await sync_to_async(events.send)(alice.pk, "media.ready", media_id=str(media.pk))
+    await sync_to_async(events.send)(alice.pk, "media.ready", media_id="not-a-uuid")
+    await sync_to_async(events.send)(alice.pk, "media.deleted", media_id=str(trashed.pk))
+    await sync_to_async(events.send)(alice.pk, "media.ready", media_id=str(shown.pk))
+    assert await comm.receive_json_from(timeout=5) == {"event": "media.deleted", "media_id": str(trashed.pk)}
+    assert await comm.receive_json_from(timeout=5) == {"event": "media.ready", "media_id": str(shown.pk)}
+    assert await comm.receive_nothing(timeout=0.3)
+    await comm.disconnect()
 
 
 @pytest.mark.django_db(transaction=True)

@@ -45,3 +45,21 @@ def test_upload_over_quota_shows_a_message_and_keeps_existing(client, db):
     response = client.post("/upload/", {"file": SimpleUploadedFile("big.txt", b"123456")}, follow=True)
     assert "do not fit" in response.content.decode()
     assert not Media.objects.filter(owner=frank).exists()
+
+
+def test_a_tile_is_the_timelines_own_markup_and_follows_the_rule(client, alice, charlie, upload, corpus):
+    from gallery.models import Media
+    from tests.conftest import api_client
+
+    media = Media.objects.get(pk=upload(api_client(alice), corpus / "jpg" / "Canon_40D.jpg").json()["id"])
+    client.force_login(alice)
+    tile = client.get(f"/tiles/{media.pk}/")
+    assert tile.status_code == 200
+    fragment = tile.content.decode().strip()
+    assert fragment.startswith(f'<li class="tile image ready" data-id="{media.pk}">')
+    assert fragment in client.get("/").content.decode()  # the same markup as the first render
+    Media.objects.filter(pk=media.pk).update(in_vault=True)
+    assert client.get(f"/tiles/{media.pk}/").status_code == 404
+    Media.objects.filter(pk=media.pk).update(in_vault=False)
+    client.force_login(charlie)
+    assert client.get(f"/tiles/{media.pk}/").status_code == 404

@@ -1,0 +1,103 @@
+"""One rule decides who may see a media, and every door asks it.
+
+Every object URL is requested as the owner, a stranger and anonymously, and as the owner
+for a trashed and a vault item: only the owner's visible media answer; everything else is
+the same 404 an unknown id gets (anonymous API calls: 401, as for every API URL).
+"""
+
+from __future__ import annotations
+
+import pytest
+from django.test import Client
+from django.utils import timezone
+from rest_framework.test import APIClient
+
+from gallery.models import Media, Variant
+from gallery.services.accounts import apikey_create
+from tests.conftest import api_client
+
+STATES = {"visible": {}, "trashed": {"trashed_at": timezone.now()}, "vault": {"in_vault": True}}
+
+
+@pytest.fixture
+def item(request, alice, upload, corpus):
+    """Alice's processed photo, then put in the state the test names."""
+    response = upload(api_client(alice), corpus / "jpg" / "Canon_40D.jpg")
+    assert response.status_code == 201, response.content
+    media = Media.objects.get(pk=response.json()["id"])
+    assert media.status == Media.Status.READY and Variant.objects.filter(media=media, level="3s").exists()
+    Media.objects.filter(pk=media.pk).update(**STATES[request.param])
+    return Media.objects.get(pk=media.pk)
+
+
+def callers(alice, charlie) -> dict[str, tuple[APIClient, Client]]:
+    """(API client, browser client) for each caller; the browser ones carry a session."""
+    def browser(user):
+        client = Client()
+        client.force_login(user)
+        return client
+
+    return {"owner": (api_client(alice), browser(alice)), "stranger": (api_client(charlie), browser(charlie)),
+            "anonymous": (APIClient(), Client())}
+
+
+def api_requests(media: Media) -> list[tuple[str, str]]:
+    base = f"/api/v1/media/{media.pk}/"
+    return [("get", base), ("post", base + "rotate-token/"), ("delete", base)]
+
+
+def delivery_urls(media: Media) -> list[str]:
+    return [f"/m/{media.token}/{level}/" for level in ("0", "1", "3s")]
+
+
+@pytest.mark.parametrize("item", list(STATES), indirect=True)
+@pytest.mark.parametrize("who", ["owner", "stranger", "anonymous"])
+def test_every_object_url_follows_the_one_rule(item, who, alice, charlie):
+    api, browser = callers(alice, charlie)[who]
+    allowed = who == "owner" and item.in_vault is False and item.trashed_at is None
+    # Delivery: the session and an API key go through the same authentication classes.
+    key_client = Client(HTTP_AUTHORIZATION=api._credentials.get("HTTP_AUTHORIZATION", ""))
+    for path in delivery_urls(item):
+        for client in (browser, key_client):
+            assert client.get(path).status_code == (200 if allowed else 404), (who, path)
+            assert client.get(path, HTTP_RANGE="bytes=0-9").status_code == (206 if allowed else 404), (who, path)
+    # The API, the destructive call last.
+    for method, path in api_requests(item):
+        status = getattr(api, method)(path).status_code
+        expected = {"get": 200, "post": 200, "delete": 204}[method] if allowed else 404
+        if who == "anonymous":
+            expected = 401
+        assert status == expected, (who, method, path, status)
+    assert Media.objects.filter(pk=item.pk).exists() is not allowed
+
+
+@pytest.mark.parametrize("item", ["visible"], indirect=True)
+def test_lists_and_lookups_show_only_what_the_rule_lets_through(item, alice, charlie):
+    owner, stranger = api_client(alice), api_client(charlie)
+    assert [m["id"] for m in owner.get("/api/v1/media/").json()["results"]] == [str(item.pk)]
+    assert stranger.get("/api/v1/media/").json()["results"] == []
+    sha = {"sha256": [item.sha256]}
+    assert owner.post("/api/v1/media/exists", sha, format="json").json()["exists"] == [item.sha256]
+    assert stranger.post("/api/v1/media/exists", sha, format="json").json()["exists"] == []
+    assert stranger.get(f"/api/v1/media/?sha256={item.sha256}").json()["results"] == []
+    for state in ("trashed", "vault"):
+        Media.objects.filter(pk=item.pk).update(**{"trashed_at": None, "in_vault": False, **STATES[state]})
+        assert owner.get("/api/v1/media/").json()["results"] == [], state
+        assert owner.get(f"/api/v1/media/?sha256={item.sha256}").json()["results"] == [], state
+        assert owner.post("/api/v1/media/exists", sha, format="json").json()["exists"] == [], state
+        page = Client()
+        page.force_login(alice)
+        assert str(item.token) not in page.get("/").content.decode(), state
+
+
+def test_a_revoked_key_reads_nothing_at_once(alice, upload, corpus):
+    key, raw = apikey_create(user=alice, name="phone", scopes=["media.read"])
+    response = upload(api_client(alice), corpus / "jpg" / "Canon_40D.jpg")
+    media = Media.objects.get(pk=response.json()["id"])
+    client = Client(HTTP_AUTHORIZATION=f"Bearer {raw}")
+    assert client.get(f"/m/{media.token}/0/").status_code == 200
+    from gallery.services.accounts import apikey_revoke
+
+    apikey_revoke(key=key)
+    assert client.get(f"/m/{media.token}/0/").status_code == 404
+    assert client.get(f"/api/v1/media/{media.pk}/").status_code == 401
