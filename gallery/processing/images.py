@@ -87,7 +87,10 @@ def render_variants(
     try:
         img = Image.open(source)
     except Image.DecompressionBombError as exc:
-        raise ImageError(f"image is too large to process safely ({exc})") from exc
+        # Pillow's own guard (gallery.apps aligns it with MAX_IMAGE_PIXELS) fires while
+        # reading the header, at twice its limit: still nothing decoded.
+        raise ImageError(f"image is too large to process safely, over the limit of "
+                         f"{max_pixels / 1e6:.0f} megapixels ({exc})") from exc
     except UnidentifiedImageError as exc:
         raise ImageError("not an image, or an image format we cannot read") from exc
     except (OSError, ValueError, SyntaxError, EOFError) as exc:

@@ -178,6 +178,10 @@ def _audio(media: Media, path: Path, outcome: Outcome) -> None:
     if info.cover:
         import io
 
+        # Cover art is held to the images' rule: render_variants reads the picture's header
+        # and refuses more than MAX_IMAGE_PIXELS before decoding a pixel. A refused or broken
+        # cover is a note on a `ready` media, not a failure: the sound itself is fine, and
+        # failing would hide a playable track for the sake of its decoration.
         try:
             _, variants = render_variants(io.BytesIO(info.cover), max_pixels=settings.MAX_IMAGE_PIXELS)
         except ImageError as exc:
