@@ -87,7 +87,10 @@ def render_variants(
     try:
         img = Image.open(source)
     except Image.DecompressionBombError as exc:
-        raise ImageError(f"image is too large to process safely ({exc})") from exc
+        # Pillow's own guard (gallery.apps aligns it with MAX_IMAGE_PIXELS) fires while
+        # reading the header, at twice its limit: still nothing decoded.
+        raise ImageError(f"image is too large to process safely, over the limit of "
+                         f"{max_pixels / 1e6:.0f} megapixels ({exc})") from exc
     except UnidentifiedImageError as exc:
         raise ImageError("not an image, or an image format we cannot read") from exc
     except (OSError, ValueError, SyntaxError, EOFError) as exc:
@@ -112,7 +115,7 @@ def render_variants(
                 width, height = stored_h, stored_w
             else:
                 width, height = stored_w, stored_h
-            size = _working_size(stored_w, stored_h)
+            size = working_size(stored_w, stored_h)
             decoded = _vips_jpeg(source, img, size)
             if decoded is None:
                 if fmt in ("JPEG", "MPO"):
@@ -174,7 +177,7 @@ def _prepare(img: Image.Image, stored_w: int, stored_h: int, orientation: int,
     img = _drop_opaque_alpha(_normalise_mode(img))
     # Shrink before rotating and colour-converting: both then touch ~1 MP, not 12.
     # (Pillow premultiplies alpha inside resize, so invisible pixels do not bleed.)
-    img = _resize(img, _working_size(stored_w, stored_h))
+    img = _resize(img, working_size(stored_w, stored_h))
     alpha = None
     if img.mode in ("RGBA", "LA"):
         alpha = img.getchannel("A")
@@ -212,7 +215,7 @@ def _upright(img: Image.Image, orientation: int) -> Image.Image:
     return img.transpose(method) if method is not None else img
 
 
-def _working_size(w: int, h: int) -> tuple[int, int]:
+def working_size(w: int, h: int) -> tuple[int, int]:
     """The smallest size that still feeds every level and square without upscaling."""
     scale = min(1.0, max(_MAX_SIDE / max(w, h), _MAX_SQUARE / min(w, h)))
     return max(1, round(w * scale)), max(1, round(h * scale))

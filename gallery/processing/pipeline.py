@@ -124,9 +124,10 @@ def _video(media: Media, path: Path, outcome: Outcome, workdir: Path) -> None:
         transcode_webm,
     )
 
+    limit = settings.MAX_IMAGE_PIXELS  # a frame is an image: one rule for pixel bombs
     try:
-        info = probe_video(path)
-        poster = extract_poster(path, info)
+        info = probe_video(path, max_pixels=limit)
+        poster = extract_poster(path, info, max_pixels=limit)
     except VideoError as exc:
         raise PermanentFailure(str(exc)) from exc
     outcome.fields.update(width=info.width, height=info.height, duration=info.duration)
@@ -141,15 +142,18 @@ def _video(media: Media, path: Path, outcome: Outcome, workdir: Path) -> None:
     outcome.outputs += [(v.level, v.width, v.height, v.content_type, "webp", v.data)
                         for v in render_variants_from_image(poster)]
     existing = set(media.variants.values_list("level", flat=True))
-    if "play" not in existing and needs_faststart(path):
-        remuxed = workdir / "play.mp4"
-        remux_faststart(path, remuxed)
-        outcome.outputs.append(("play", info.width, info.height, "video/mp4", "mp4", remuxed))
-    if settings.VIDEO_TRANSCODE and "webm" not in existing and not browser_playable(info):
-        webm = workdir / "play.webm"
-        transcode_webm(path, webm)
-        made = probe_video(webm)  # the transcode may have scaled it down
-        outcome.outputs.append(("webm", made.width, made.height, "video/webm", "webm", webm))
+    try:
+        if "play" not in existing and needs_faststart(path):
+            remuxed = workdir / "play.mp4"
+            remux_faststart(path, remuxed, max_pixels=limit)
+            outcome.outputs.append(("play", info.width, info.height, "video/mp4", "mp4", remuxed))
+        if settings.VIDEO_TRANSCODE and "webm" not in existing and not browser_playable(info):
+            webm = workdir / "play.webm"
+            transcode_webm(path, webm, max_pixels=limit)
+            made = probe_video(webm, max_pixels=limit)  # the transcode may have scaled it down
+            outcome.outputs.append(("webm", made.width, made.height, "video/webm", "webm", webm))
+    except VideoError as exc:  # a frame past the poster can still be damaged or too large
+        raise PermanentFailure(str(exc)) from exc
 
 
 def _audio(media: Media, path: Path, outcome: Outcome) -> None:
@@ -166,6 +170,10 @@ def _audio(media: Media, path: Path, outcome: Outcome) -> None:
     if info.cover:
         import io
 
+        # Cover art is held to the images' rule: render_variants reads the picture's header
+        # and refuses more than MAX_IMAGE_PIXELS before decoding a pixel. A refused or broken
+        # cover is a note on a `ready` media, not a failure: the sound itself is fine, and
+        # failing would hide a playable track for the sake of its decoration.
         try:
             _, variants = render_variants(io.BytesIO(info.cover), max_pixels=settings.MAX_IMAGE_PIXELS)
         except ImageError as exc:

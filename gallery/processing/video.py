@@ -1,6 +1,13 @@
 """Video probing, posters, fast-start remuxing and WebM transcoding with PyAV.
 
 Pure functions on local paths; the caller moves files to and from storage.
+
+Frames larger than `max_pixels` (the pipeline passes MAX_IMAGE_PIXELS, the images' rule)
+are refused before one is decoded: FFmpeg decodes a frame or more while it opens a file,
+so the sizes the container and the codec headers declare are read first with no decoder
+allowed, and every decoder opened afterwards is itself limited (FFmpeg's `max_pixels`)
+in case the frames are larger than declared. Posters are scaled down while converted to
+RGB, so no full-size RGB copy of a frame is made.
 """
 
 from __future__ import annotations
@@ -19,6 +26,8 @@ from av.container import InputContainer, OutputContainer
 from av.video.stream import VideoStream
 from PIL import Image
 
+from gallery.processing.images import working_size
+
 # What every current browser plays in a <video> tag without a transcode.
 _BROWSER_VIDEO = {"h264", "vp8", "vp9", "av1"}
 _BROWSER_AUDIO = {None, "aac", "mp3", "opus", "vorbis", "flac"}
@@ -34,6 +43,11 @@ _CLOCKWISE = {90: Image.Transpose.ROTATE_270, 180: Image.Transpose.ROTATE_180, 2
 
 POSTER_AT_SECONDS = 1.0
 SHORT_CLIP_SECONDS = 10.0
+# The default of render_variants(); the pipeline passes settings.MAX_IMAGE_PIXELS.
+DEFAULT_MAX_PIXELS = 100_000_000
+# Frame-threaded decoding (the WebM transcode) holds a frame per thread: above this many
+# pixels in flight, fewer threads.
+_THREADED_DECODE_PIXELS = 64_000_000
 
 
 class VideoError(Exception):
@@ -57,13 +71,16 @@ class VideoInfo:
     longitude: float | None = None
 
 
-def probe_video(path: str | os.PathLike) -> VideoInfo:
-    """Read stream facts and decode the first frame; raise VideoError if that fails."""
-    with _open(path) as container:
+def probe_video(path: str | os.PathLike, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> VideoInfo:
+    """Read stream facts and decode the first frame; raise VideoError if that fails or
+    if frames have more than `max_pixels`."""
+    with _open(path, max_pixels) as container:
         stream = _video_stream(container)
         audio = next(iter(container.streams.audio), None)
         try:
-            first = next(_frames(container, stream), None)
+            first = next(_frames(container, stream, max_pixels), None)
+        except VideoError:
+            raise
         except (av.error.FFmpegError, OSError, ValueError) as exc:
             raise VideoError(f"cannot decode the video: {exc}") from exc
         if first is None:
@@ -90,35 +107,42 @@ def probe_video(path: str | os.PathLike) -> VideoInfo:
         )
 
 
-def extract_poster(path: str | os.PathLike, info: VideoInfo) -> Image.Image:
-    """An upright RGB frame at 1 s, or at 10 % of a clip shorter than ~10 s."""
+def extract_poster(path: str | os.PathLike, info: VideoInfo, *,
+                   max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+    """An upright RGB frame at 1 s, or at 10 % of a clip shorter than ~10 s, no larger than
+    the image levels need (images.working_size)."""
     if info.duration is not None and info.duration < SHORT_CLIP_SECONDS:
         at = info.duration * 0.1
     else:
         at = POSTER_AT_SECONDS
-    with _open(path) as container:
+    with _open(path, max_pixels) as container:
         stream = _video_stream(container)
         frame = None
         try:
             if at > 0 and stream.time_base:
                 # Seek lands on the keyframe before `at`; decode forward from there.
                 container.seek(int(at / stream.time_base), stream=stream, backward=True)
-            for frame in _frames(container, stream):
+            for frame in _frames(container, stream, max_pixels):
                 if frame.time is None or frame.time >= at:
                     break
+        except VideoError:
+            raise
         except (av.error.FFmpegError, OSError, ValueError) as exc:
             if frame is None:
                 raise VideoError(f"cannot decode a poster frame: {exc}") from exc
         if frame is None:
             # Seeking past the last keyframe of a short or odd file: take the first frame.
             container.seek(0)
-            frame = next(_frames(container, stream), None)
+            frame = next(_frames(container, stream, max_pixels), None)
         if frame is None:
             raise VideoError("the video has no decodable frame (truncated or damaged file)")
-        image = frame.to_image()
-        width, height = _display_size(stream, image.width, image.height)
-    if (width, height) != image.size:
-        image = image.resize((width, height), Image.Resampling.BICUBIC)  # anamorphic pixels
+        # One swscale pass converts to RGB, corrects anamorphic pixels and shrinks: a full
+        # size RGB copy of an 8K frame alone would be 100 MB.
+        width, height = working_size(*_display_size(stream, frame.width, frame.height))
+        try:
+            image = frame.to_image(width=width, height=height, interpolation="BICUBIC")
+        except (av.error.FFmpegError, ValueError) as exc:
+            raise VideoError(f"cannot convert the poster frame: {exc}") from exc
     turn = _CLOCKWISE.get(info.rotation)
     return image.transpose(turn) if turn is not None else image
 
@@ -129,12 +153,13 @@ def needs_faststart(path: str | os.PathLike) -> bool:
     return bool(order) and order[0] == b"mdat" and b"moov" in order
 
 
-def remux_faststart(src: str | os.PathLike, dst: str | os.PathLike) -> None:
+def remux_faststart(src: str | os.PathLike, dst: str | os.PathLike, *,
+                    max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
     """Copy audio and video packets into a new MP4/MOV with moov first; no re-encoding.
 
     Data tracks (timecode, Apple metadata) are dropped: the mp4 muxer cannot copy most of them.
     """
-    with _open(src) as source:
+    with _open(src, max_pixels) as source:
         video = _video_stream(source)
         streams = [video, *source.streams.audio]
         fmt = "mov" if _container_name(source, video, None) == "mov" else "mp4"
@@ -151,13 +176,16 @@ def remux_faststart(src: str | os.PathLike, dst: str | os.PathLike) -> None:
             raise VideoError(f"cannot remux the video: {exc}") from exc
 
 
-def transcode_webm(src: str | os.PathLike, dst: str | os.PathLike, *, max_height: int = 1080) -> None:
+def transcode_webm(src: str | os.PathLike, dst: str | os.PathLike, *, max_height: int = 1080,
+                   max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
     """Re-encode to VP9 + Opus WebM, upright, at most `max_height` lines tall."""
-    info = probe_video(src)
-    with _open(src) as source:
+    info = probe_video(src, max_pixels=max_pixels)
+    with _open(src, max_pixels) as source:
         video = _video_stream(source)
         audio = next(iter(source.streams.audio), None)
         video.thread_type = "AUTO"
+        cpus = max(1, min(8, os.cpu_count() or 1))
+        video.codec_context.thread_count = max(1, min(cpus, _THREADED_DECODE_PIXELS // (info.width * info.height)))
         try:
             with av.open(os.fspath(dst), "w", format="webm") as out:
                 rate = video.average_rate or video.guessed_rate or Fraction(30)
@@ -189,6 +217,10 @@ def transcode_webm(src: str | os.PathLike, dst: str | os.PathLike, *, max_height
                         frames = packet.decode()
                     except av.error.InvalidDataError:
                         continue  # one damaged packet must not lose the whole video
+                    except av.error.ArgumentError as exc:
+                        if packet.stream.type == "video":
+                            raise _frame_too_large(exc, max_pixels) from exc
+                        raise
                     for frame in frames:
                         if packet.stream.type == "video":
                             graph.push(frame)
@@ -204,6 +236,8 @@ def transcode_webm(src: str | os.PathLike, dst: str | os.PathLike, *, max_height
                     for resampled in resampler.resample(None):
                         out.mux(a_out.encode(resampled))
                     out.mux(a_out.encode(None))
+        except VideoError:
+            raise
         except (av.error.FFmpegError, OSError, ValueError) as exc:
             raise VideoError(f"cannot transcode the video: {exc}") from exc
 
@@ -217,11 +251,56 @@ def browser_playable(info: VideoInfo) -> bool:
     return info.video_codec != "h264" or info.pixel_format in _BROWSER_H264_PIXFMTS
 
 
-def _open(path: str | os.PathLike) -> InputContainer:
+def _open(path: str | os.PathLike, max_pixels: int) -> InputContainer:
+    """Open a file whose declared frames have at most `max_pixels`, every decoder limited."""
+    _check_declared_size(path, max_pixels)
+    limit = {"max_pixels": str(_decoder_pixel_limit(max_pixels))}
     try:
-        return av.open(os.fspath(path), metadata_errors="replace")
+        # `options` reach the decoders avformat_find_stream_info opens to learn the pixel
+        # format (PyAV passes them when the container lists its streams in a header: MP4,
+        # MOV, Matroska, AVI...). An MPEG-TS/PS shows its streams only while probing; the
+        # check above then rests on the sizes its parsers read from the codec headers.
+        container = av.open(os.fspath(path), metadata_errors="replace", options=limit)
     except (av.error.FFmpegError, OSError, ValueError) as exc:
         raise VideoError(f"not a video we can read: {exc}") from exc
+    for stream in container.streams.video:
+        if stream.codec_context is not None:
+            stream.codec_context.options = dict(limit)  # applied when the decoder opens
+    return container
+
+
+def _check_declared_size(path: str | os.PathLike, max_pixels: int) -> None:
+    """Refuse frames larger than `max_pixels` from the sizes the container and the codec
+    headers declare, decoding nothing: no decoder may open (codec_whitelist "none"), so
+    avformat_find_stream_info stops at the container and the codec parsers."""
+    try:
+        with av.open(os.fspath(path), metadata_errors="replace",
+                     container_options={"codec_whitelist": "none"}) as container:
+            sizes = [(s.codec_context.width, s.codec_context.height) for s in container.streams.video
+                     if s.codec_context is not None]
+    except (av.error.FFmpegError, OSError, ValueError) as exc:
+        raise VideoError(f"not a video we can read: {exc}") from exc
+    for width, height in sizes:
+        if width * height > max_pixels:
+            raise VideoError(
+                f"video frames have {width * height / 1e6:.0f} megapixels ({width}x{height}), "
+                f"more than the limit of {max_pixels / 1e6:.0f}"
+            )
+
+
+def _decoder_pixel_limit(max_pixels: int) -> int:
+    # FFmpeg counts a frame's rows padded to its stride alignment (up to 64 pixels), so a
+    # frame exactly at the limit needs a little slack; larger lies are still refused.
+    return max_pixels + max_pixels // 16
+
+
+def _frame_too_large(exc: Exception, max_pixels: int) -> VideoError:
+    # With max_pixels set, a decoder that meets a frame larger than the limit cannot get a
+    # buffer for it and returns EINVAL: the size the headers declared was a lie.
+    return VideoError(
+        f"cannot decode a video frame: it is larger than the file declares, over the limit of "
+        f"{max_pixels / 1e6:.0f} megapixels, or damaged ({exc})"
+    )
 
 
 def _video_stream(container: InputContainer) -> VideoStream:
@@ -239,12 +318,14 @@ def _video_stream(container: InputContainer) -> VideoStream:
     return streams[0]
 
 
-def _frames(container: InputContainer, stream: VideoStream) -> Iterator[av.VideoFrame]:
+def _frames(container: InputContainer, stream: VideoStream, max_pixels: int) -> Iterator[av.VideoFrame]:
     for packet in container.demux(stream):
         try:
             frames = packet.decode()
         except av.error.InvalidDataError:
             continue  # a damaged packet before the first good frame is survivable
+        except av.error.ArgumentError as exc:
+            raise _frame_too_large(exc, max_pixels) from exc
         yield from frames
 
 

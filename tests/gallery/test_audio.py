@@ -17,7 +17,9 @@ from mutagen.oggopus import OggOpus
 from mutagen.wave import WAVE
 from PIL import Image
 
+from gallery.models import Media
 from gallery.processing.audio import AudioError, read_audio
+from tests.gallery.test_video import one_colour_png
 
 
 @pytest.fixture(scope="module")
@@ -146,3 +148,46 @@ def test_unreadable_files_are_audio_errors(tmp_path: Path, data: bytes) -> None:
 def test_image_is_not_audio(corpus: Path) -> None:
     with pytest.raises(AudioError):
         read_audio(corpus / "jpg" / "Canon_40D.jpg")
+
+
+# --- Oversized cover art -----------------------------------------------------------------
+# The cover is decoration: a track whose picture is a pixel bomb stays `ready`, playable,
+# with no cover levels and a note saying why (pipeline._audio).
+COVER_LEVELS = {"1", "2", "3", "4", "5", "6", "1s", "2s", "3s", "4s"}
+
+
+def uploaded(client, upload, path: Path) -> Media:
+    response = upload(client, path)
+    assert response.status_code == 201, response.content
+    return Media.objects.get(pk=response.json()["id"])
+
+
+def test_mp3_with_a_16000_square_cover_stays_ready_without_cover_levels(alice_api, upload, tmp_path, settings):
+    assert settings.MAX_IMAGE_PIXELS == 100_000_000
+    bomb = one_colour_png(16000, 16000)  # 768 MB of pixels in under 1 MB
+    song = tagged_mp3(tmp_path, bomb)
+    assert read_audio(song).cover == bomb
+    media = uploaded(alice_api, upload, song)
+    assert media.status == Media.Status.READY, media.error
+    assert media.duration == pytest.approx(1.0, abs=0.1) and media.details["title"] == "Song"
+    assert media.error.startswith("cover art could not be read: image is too large to process safely, "
+                                  "over the limit of 100 megapixels")
+    assert not media.variants.exists()
+
+
+def test_flac_cover_over_a_lowered_limit_is_refused_and_a_small_one_kept(alice_api, upload, tmp_path, settings):
+    settings.MAX_IMAGE_PIXELS = 2_000_000
+    big = tmp_path / "big"
+    big.mkdir()
+    media = uploaded(alice_api, upload, tagged_flac(big, one_colour_png(2000, 1500)))
+    assert media.status == Media.Status.READY
+    assert media.error == "cover art could not be read: image has 3 megapixels, more than the limit of 2"
+    assert not media.variants.exists()
+
+    small = tmp_path / "small"
+    small.mkdir()
+    media = uploaded(alice_api, upload, tagged_flac(small, one_colour_png(1600, 1200)))  # 1.92 MP
+    assert media.status == Media.Status.READY and media.error == ""
+    assert set(media.variants.values_list("level", flat=True)) == COVER_LEVELS
+    level6 = media.variants.get(level="6")
+    assert (level6.width, level6.height) == (1080, 810)

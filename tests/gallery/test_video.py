@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import struct
+import zlib
 from datetime import datetime, timezone
+from fractions import Fraction
 from pathlib import Path
 
 import av
 import numpy as np
 import pytest
 
+from gallery.models import Media
 from gallery.processing.video import (
     VideoError,
     VideoInfo,
@@ -219,3 +223,108 @@ def test_phone_metadata_date_and_location(tmp_path: Path) -> None:
     assert info.container == "mov"
     assert info.created_at == datetime(2021, 4, 11, 20, 47, 53, tzinfo=timezone.utc)
     assert (info.latitude, info.longitude) == (39.0513, -94.2887)
+
+
+# --- Pixel bombs -------------------------------------------------------------------------
+BOMB_COLOUR = (200, 30, 30)
+
+
+def one_colour_png(width: int, height: int, rgb: tuple[int, int, int] = BOMB_COLOUR) -> bytes:
+    """An 8-bit RGB PNG of one colour, built without holding its pixels: 16000x16000 (768 MB
+    of pixels) takes a fraction of a second and under 1 MB."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    row = b"\x00" + bytes(rgb) * width  # filter byte "none", then the pixels
+    rows = max(1, min(height, (4 << 20) // len(row)))
+    block = row * rows
+    # A full flush resets the compressor's window, so every copy of the block compresses to
+    # the same bytes: compress it once and repeat it.
+    packer = zlib.compressobj(9, zlib.DEFLATED, -15)
+    packed = packer.compress(block) + packer.flush(zlib.Z_FULL_FLUSH)
+    packer = zlib.compressobj(9, zlib.DEFLATED, -15)
+    rest = row * (height % rows)
+    tail = packer.compress(rest) + packer.flush()
+    adler = 1
+    for _ in range(height // rows):
+        adler = zlib.adler32(block, adler)
+    adler = zlib.adler32(rest, adler)
+    idat = b"\x78\xda" + packed * (height // rows) + tail + struct.pack(">I", adler)
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)  # 8-bit RGB, no interlace
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+
+
+def png_movie(path: Path, width: int, height: int, *, frames: int = 2,
+              declared: tuple[int, int] | None = None) -> Path:
+    """A MOV of one-colour PNG frames, packets muxed as they are (nothing is encoded). The
+    container says `declared` (default: the true size), as a lying file would."""
+    data = one_colour_png(width, height)
+    with av.open(str(path), "w", format="mov") as out:
+        stream = out.add_stream("png", rate=1)
+        stream.width, stream.height = declared or (width, height)
+        stream.pix_fmt = "rgb24"
+        for i in range(frames):
+            packet = av.Packet(data)
+            packet.stream, packet.time_base = stream, Fraction(1, 1)
+            packet.pts = packet.dts = i
+            packet.is_keyframe = True
+            out.mux(packet)
+    return path
+
+
+def processed(client, upload, path: Path) -> Media:
+    response = upload(client, path)
+    assert response.status_code == 201, response.content
+    return Media.objects.get(pk=response.json()["id"])
+
+
+def test_16000_square_png_movie_fails_on_the_pixel_limit_before_decoding(alice_api, upload, tmp_path,
+                                                                       settings):
+    # The reported attack: 256 MP frames reached `ready` after a 4 GB peak.
+    assert settings.MAX_IMAGE_PIXELS == 100_000_000
+    bomb = png_movie(tmp_path / "bomb.mov", 16000, 16000)
+    assert bomb.stat().st_size < 2_000_000
+    media = processed(alice_api, upload, bomb)
+    assert media.status == Media.Status.FAILED
+    assert media.error == "video frames have 256 megapixels (16000x16000), more than the limit of 100"
+    assert not media.variants.exists()
+
+
+def test_frames_over_a_lowered_limit_fail_and_a_normal_video_stays_ready(alice_api, upload, tmp_path, settings):
+    settings.MAX_IMAGE_PIXELS = 2_000_000
+    media = processed(alice_api, upload, png_movie(tmp_path / "big.mov", 2000, 1500))
+    assert media.status == Media.Status.FAILED
+    assert media.error == "video frames have 3 megapixels (2000x1500), more than the limit of 2"
+    assert not media.variants.exists()
+
+    media = processed(alice_api, upload, png_movie(tmp_path / "fits.mov", 1600, 1200))  # 1.92 MP
+    assert media.status == Media.Status.READY, media.error
+    poster = media.variants.get(level="6")
+    assert (poster.width, poster.height) == (1080, 810)
+
+    media = processed(alice_api, upload, make_clip(tmp_path / "clip.mp4"))
+    assert media.status == Media.Status.READY, media.error
+    assert {"1", "2", "3", "1s", "2s", "3s"} <= set(media.variants.values_list("level", flat=True))
+
+
+def test_frames_larger_than_the_container_declares_are_refused_by_the_decoder(alice_api, upload, tmp_path):
+    # The MOV header says 160x96; the PNG inside is 16000x16000. Only the decoder's own
+    # limit can catch it, and it must before allocating the frame.
+    liar = png_movie(tmp_path / "liar.mov", 16000, 16000, declared=(W, H))
+    media = processed(alice_api, upload, liar)
+    assert media.status == Media.Status.FAILED
+    assert "over the limit of 100 megapixels" in media.error
+    assert not media.variants.exists()
+    with pytest.raises(VideoError, match="over the limit of 100 megapixels"):
+        probe_video(liar)
+
+
+def test_poster_of_a_large_frame_is_decoded_straight_to_the_working_size(tmp_path: Path) -> None:
+    path = png_movie(tmp_path / "wide.mov", 4000, 2000, frames=1)
+    info = probe_video(path)
+    assert (info.width, info.height, info.video_codec) == (4000, 2000, "png")
+    poster = extract_poster(path, info)
+    assert poster.size == (1080, 540) and poster.mode == "RGB"  # images.working_size(4000, 2000)
+    assert poster.getpixel((540, 270)) == BOMB_COLOUR
+    with pytest.raises(VideoError, match=r"8 megapixels \(4000x2000\), more than the limit of 7"):
+        probe_video(path, max_pixels=7_000_000)
