@@ -80,6 +80,16 @@ class MediaQuerySet(models.QuerySet):
     def timeline(self) -> MediaQuerySet:
         return self.order_by("-taken_at", "-id")
 
+    def visible_count(self, user, *, kind: str | None = None) -> int:
+        """How many media visible_to(user) has (of one kind), from the counters kept exact in
+        the transactions that change them: no scan of the library, whatever its size."""
+        if not getattr(user, "is_authenticated", False):
+            return 0
+        rows = KindUsage.objects.filter(owner=user, place=KindUsage.Place.LIBRARY)
+        if kind is not None:
+            rows = rows.filter(kind=kind)
+        return rows.aggregate(n=models.Sum("count"))["n"] or 0
+
 
 class Media(models.Model):
     class Kind(models.TextChoices):
@@ -143,6 +153,9 @@ class Media(models.Model):
         verbose_name_plural = "media"
         indexes = [
             models.Index(fields=["owner", "-taken_at", "-id"], name="media_owner_timeline"),
+            # The library's timeline (what visible_to lists), without trashed and vault rows.
+            models.Index(fields=["owner", "-taken_at", "-id"], name="media_library_timeline",
+                         condition=Q(trashed_at__isnull=True, in_vault=False)),
             models.Index(fields=["owner", "sha256"], name="media_owner_sha256"),
             models.Index(fields=["status"], name="media_status"),
         ]
@@ -173,6 +186,36 @@ class Media(models.Model):
         if make and model.lower().startswith(make.lower()):
             return model
         return " ".join(p for p in (make, model) if p)
+
+
+class KindUsage(models.Model):
+    """Per user, kind and place (library, trash, vault): how many media and how many bytes.
+
+    Kept exact by gallery.services.media in the same transaction as the rows they count, so
+    counts and usage never scan the media table (a million rows cost a COUNT of seconds)."""
+
+    class Place(models.TextChoices):
+        LIBRARY = "library"
+        TRASH = "trash"
+        VAULT = "vault"
+
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="kind_usage")
+    kind = models.CharField(max_length=16, choices=Media.Kind.choices)
+    place = models.CharField(max_length=8, choices=Place.choices, default=Place.LIBRARY)
+    count = models.BigIntegerField(default=0)
+    bytes = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["owner", "kind", "place"], name="kind_usage_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.owner_id} {self.kind}/{self.place}: {self.count} ({self.bytes} bytes)"
+
+    @classmethod
+    def place_of(cls, media: Media) -> str:
+        if media.in_vault:
+            return cls.Place.VAULT
+        return cls.Place.TRASH if media.trashed_at is not None else cls.Place.LIBRARY
 
 
 class Variant(models.Model):

@@ -11,12 +11,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import IO, Iterable
 
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
 from gallery import events, jobs
-from gallery.models import Album, Media, User, new_media_token
+from gallery.models import Album, KindUsage, Media, User, new_media_token
 from gallery.processing.filetypes import guess_content_type, kind_for
 from gallery.services.accounts import quota_check
 from gallery.storage import media_storage, original_key, sha256_of
@@ -102,6 +102,7 @@ def media_record(*, owner: User, media_id: uuid.UUID, key: str, size: int, sha25
     )
     User.objects.filter(pk=owner.pk).update(used_bytes=F("used_bytes") + size,
                                             reserved_bytes=F("reserved_bytes") - reserved)
+    usage_add(media=media, count=1)
     if album is not None:
         album.media.add(media)
     # The event first: callbacks run in order, and inline jobs (tests) run in theirs.
@@ -109,6 +110,22 @@ def media_record(*, owner: User, media_id: uuid.UUID, key: str, size: int, sha25
     if status == Media.Status.PENDING:
         media_queue_processing(media=media)
     return IngestResult(media=media, created=True)
+
+
+def usage_add(*, media: Media, count: int) -> None:
+    """Count `count` media like this one (and their bytes) in the owner's counters for its kind
+    and place; call it in the transaction that adds, removes or moves the row (-1 before, +1
+    after a move), so the counters stay exact."""
+    place = KindUsage.place_of(media)
+    rows = KindUsage.objects.filter(owner_id=media.owner_id, kind=media.kind, place=place)
+    if rows.update(count=F("count") + count, bytes=F("bytes") + count * media.size):
+        return
+    try:
+        with transaction.atomic():  # the first media of this kind and place
+            KindUsage.objects.create(owner_id=media.owner_id, kind=media.kind, place=place, count=count,
+                                     bytes=count * media.size)
+    except IntegrityError:  # a concurrent first one made the row: count on it
+        rows.update(count=F("count") + count, bytes=F("bytes") + count * media.size)
 
 
 def media_queue_processing(*, media: Media) -> None:
@@ -132,6 +149,7 @@ def media_delete(*, media: Media) -> None:
     size = media.size
     media_id = str(media.pk)
     Album.objects.filter(cover=media).update(cover=None)
+    usage_add(media=media, count=-1)
     media.delete()
     User.objects.filter(pk=owner_id).update(used_bytes=F("used_bytes") - size)
     transaction.on_commit(lambda: _delete_blobs(keys))

@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 # one it sent earlier still gets 410 (expired) or its media id rather than 404.
 FINISHED_ROW_RETENTION = timedelta(days=7)
 
+
 @dataclass
 class CleanupReport:
     expired: int = 0

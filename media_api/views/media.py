@@ -4,16 +4,18 @@ Querysets come from the one visibility rule; writes call services."""
 
 from __future__ import annotations
 
+from django.db.models import Prefetch
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action, api_view
-from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 
 from gallery.exceptions import QuotaExceeded
-from gallery.models import Media
+from gallery.models import Media, Variant
 from gallery.services.accounts import quota_check
 from gallery.services.media import media_delete, media_ingest, media_rotate_token
+from media_api.pagination import KeysetPagination
 from media_api.serializers import (
+    VARIANT_FIELDS,
     MediaExistsSerializer,
     MediaListQuerySerializer,
     MediaSerializer,
@@ -25,37 +27,33 @@ from media_api.serializers import (
 MULTIPART_SLACK = 64 * 1024
 
 
-class TimelinePagination(CursorPagination):
-    ordering = ("-taken_at", "-id")
-    page_size = 100
-    page_size_query_param = "page_size"
-    max_page_size = 500
-
-    def paginate_queryset(self, queryset, request, view=None):
-        self.count = queryset.count()
-        return super().paginate_queryset(queryset, request, view)
-
-    def get_paginated_response(self, data):
-        return Response({"count": self.count, "next": self.get_next_link(),
-                         "previous": self.get_previous_link(), "results": data})
-
-
 class MediaViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.DestroyModelMixin,
                    viewsets.GenericViewSet):
     serializer_class = MediaSerializer
-    pagination_class = TimelinePagination
+    pagination_class = KeysetPagination
 
     def get_queryset(self):
         # The one visibility rule, for every action: list, retrieve, delete, rotate-token.
-        qs = Media.objects.visible_to(self.request.user).select_related("owner").prefetch_related("variants")
+        variants = Prefetch("variants", queryset=Variant.objects.only(*VARIANT_FIELDS))
+        qs = Media.objects.visible_to(self.request.user).select_related("owner").prefetch_related(variants)
         if self.action == "list":
             query = MediaListQuerySerializer(data=self.request.query_params)
             query.is_valid(raise_exception=True)
-            if sha := query.validated_data.get("sha256"):
+            self.filters = query.validated_data
+            # EXIF and details are never in the JSON: not read for a page of a hundred.
+            qs = qs.defer("exif", "details")
+            if sha := self.filters.get("sha256"):
                 qs = qs.filter(sha256=sha.lower())
-            if kind := query.validated_data.get("kind"):
+            if kind := self.filters.get("kind"):
                 qs = qs.filter(kind=kind)
         return qs
+
+    def count_for(self, queryset) -> int:
+        """The list's total: the counters for the library or one kind (no scan); a lookup by
+        SHA-256 counts its few rows through the (owner, sha256) index."""
+        if self.filters.get("sha256"):
+            return queryset.count()
+        return Media.objects.visible_count(self.request.user, kind=self.filters.get("kind"))
 
     def create(self, request):
         declared = int(request.META.get("CONTENT_LENGTH") or 0)

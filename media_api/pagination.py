@@ -1,0 +1,99 @@
+"""Keyset pagination of the timeline over (taken_at, id), newest first.
+
+A cursor names the last row a page showed, so the next page is one index range scan from
+there whatever the depth, and rows sharing a taken_at (a bulk import of undated files) are
+ordered by id: no duplicates, no gaps, no OFFSET. `count` comes from the counters
+(Media.objects.visible_count) when the list is the whole library or one kind, so no page
+costs a scan of the library.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import uuid
+from datetime import datetime
+
+from django.db.models import Q, QuerySet
+from django.utils.dateparse import parse_datetime
+from rest_framework.pagination import BasePagination
+from rest_framework.response import Response
+from rest_framework.utils.urls import remove_query_param, replace_query_param
+
+from gallery.exceptions import InvalidInput
+
+CURSOR_PARAM = "cursor"
+PAGE_SIZE_PARAM = "page_size"
+DEFAULT_PAGE_SIZE = 100
+MAX_PAGE_SIZE = 500
+
+
+def encode_cursor(direction: str, taken_at: datetime, media_id: uuid.UUID) -> str:
+    raw = f"{direction}|{taken_at.isoformat()}|{media_id}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(value: str) -> tuple[str, datetime, uuid.UUID]:
+    """(direction, taken_at, id) of a cursor; InvalidInput (400) for anything else."""
+    try:
+        raw = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)).decode()
+        direction, when, media_id = raw.split("|")
+        taken_at = parse_datetime(when)
+        if direction not in ("n", "p") or taken_at is None or taken_at.tzinfo is None:
+            raise ValueError(raw)
+        return direction, taken_at, uuid.UUID(media_id)
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise InvalidInput("cursor: not a cursor this server handed out") from None
+
+
+class KeysetPagination(BasePagination):
+    """Newest first by (taken_at, id); `next`/`previous` links carry keyset cursors."""
+
+    def paginate_queryset(self, queryset: QuerySet, request, view=None) -> list:
+        self.request = request
+        self.page_size = self._page_size(request)
+        self.count = view.count_for(queryset) if view is not None and hasattr(view, "count_for") else queryset.count()
+        raw = request.query_params.get(CURSOR_PARAM)
+        direction, position = "n", None
+        if raw:
+            direction, taken_at, media_id = decode_cursor(raw)
+            position = (taken_at, media_id)
+        if direction == "n":
+            if position is not None:
+                queryset = queryset.filter(Q(taken_at__lt=position[0]) | Q(taken_at=position[0], id__lt=position[1]))
+            rows = list(queryset.order_by("-taken_at", "-id")[: self.page_size + 1])
+            self.has_next, self.has_previous = len(rows) > self.page_size, position is not None
+            rows = rows[: self.page_size]
+        else:
+            queryset = queryset.filter(Q(taken_at__gt=position[0]) | Q(taken_at=position[0], id__gt=position[1]))
+            rows = list(queryset.order_by("taken_at", "id")[: self.page_size + 1])
+            self.has_previous, self.has_next = len(rows) > self.page_size, True
+            rows = rows[: self.page_size][::-1]
+        self.rows = rows
+        return rows
+
+    def _page_size(self, request) -> int:
+        raw = request.query_params.get(PAGE_SIZE_PARAM)
+        if raw is None:
+            return DEFAULT_PAGE_SIZE
+        if not raw.isascii() or not raw.isdigit() or int(raw) < 1:
+            raise InvalidInput(f"page_size: a whole number from 1 to {MAX_PAGE_SIZE}")
+        return min(int(raw), MAX_PAGE_SIZE)
+
+    def _link(self, direction: str, row) -> str:
+        url = self.request.build_absolute_uri()
+        return replace_query_param(url, CURSOR_PARAM, encode_cursor(direction, row.taken_at, row.pk))
+
+    def get_next_link(self) -> str | None:
+        return self._link("n", self.rows[-1]) if self.has_next and self.rows else None
+
+    def get_previous_link(self) -> str | None:
+        if not self.has_previous:
+            return None
+        if not self.rows:  # past the end: back to the first page
+            return remove_query_param(self.request.build_absolute_uri(), CURSOR_PARAM)
+        return self._link("p", self.rows[0])
+
+    def get_paginated_response(self, data) -> Response:
+        return Response({"count": self.count, "next": self.get_next_link(),
+                         "previous": self.get_previous_link(), "results": data})
