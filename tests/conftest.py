@@ -10,6 +10,8 @@ from __future__ import annotations
 import functools
 import json
 import socket
+import threading
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -199,6 +201,57 @@ def _no_stray_connections_at_the_end(django_db_setup, django_db_blocker):
             with connection.cursor() as cursor:
                 cursor.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
                                "WHERE datname = current_database() AND pid <> pg_backend_pid()")
+
+
+# --- The production ASGI app on a loopback port --------------------------------------------
+def wait_for_port(port: int, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"nothing listens on 127.0.0.1:{port}")
+
+
+class LiveASGI:
+    """uvicorn serving config.asgi.application, the production app, from a thread on a free port.
+
+    A thread rather than a process, so it uses this process's test database and sees what
+    the `settings` fixture changes. Tests that use it need django_db(transaction=True):
+    the server's thread cannot see an open test transaction.
+    """
+
+    def __init__(self) -> None:
+        import uvicorn
+
+        from config.asgi import application
+
+        self.port = free_port()
+        config = uvicorn.Config(application, host="127.0.0.1", port=self.port, lifespan="off",
+                                log_level="warning", access_log=False)
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def start(self) -> LiveASGI:
+        self.thread.start()
+        wait_for_port(self.port)
+        return self
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(10)
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+
+@pytest.fixture(scope="module")
+def live_asgi():
+    server = LiveASGI().start()
+    yield server
+    server.stop()
 
 
 # --- The cast ----------------------------------------------------------------------------
