@@ -115,10 +115,11 @@ def _s3_request_with_query_auth() -> type:
         """moto's check of an S3 request, taught presigned URLs.
 
         Without an Authorization header moto fails with a 500 whatever the URL says. Here
-        an anonymous request is refused and a presigned one is checked as S3 does: the signature is recomputed with
-        botocore's presigned-URL signer from the request as it arrived (method, path,
-        query without the signature, the signed headers, Host among them) and the secret
-        of the access key named in X-Amz-Credential; an expired URL is refused.
+        an anonymous request is refused, and a presigned one is checked as S3 does: the
+        signature is recomputed with botocore's presigned-URL signer from the request as
+        it arrived (method, path, query without the signature, the signed headers, Host
+        among them) and the secret of the access key named in X-Amz-Credential; an
+        expired URL is refused.
         """
 
         def __init__(self, *, headers, path, data, **kwargs) -> None:
