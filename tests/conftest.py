@@ -2,14 +2,20 @@
 
 alice owns things, bob is someone she shares with, charlie is a stranger who must see
 nothing. Storage runs on local disk or on S3 through a moto server on a loopback port
-(real HTTP, real boto3); `storage` is parametrised over both.
+(real HTTP, real boto3, signatures checked); `storage` is parametrised over both.
 """
 
 from __future__ import annotations
 
+import functools
+import json
 import socket
+import threading
+import time
 import uuid
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from urllib.parse import parse_qsl, urlsplit
 
 import boto3
 import pytest
@@ -20,7 +26,6 @@ from config.settings import local_storage_config, s3_storage_config
 from gallery.services.accounts import apikey_create, user_create
 
 CORPUS = Path(__file__).resolve().parent.parent.parent / "shared" / "corpus"
-S3_KEYS = {"access_key": "testing", "secret_key": "testing"}
 REGION = "us-east-1"
 
 
@@ -38,7 +43,17 @@ def corpus() -> Path:
 
 # --- S3 through a moto server ------------------------------------------------------------
 class MotoServer:
-    """A moto S3 server in a thread of this process, reached over real HTTP."""
+    """A moto S3 server in a thread of this process, reached over real HTTP, checking signatures.
+
+    moto accepts any signature unless IAM authentication is on. Here it is: every request
+    must be signed with the keys of an IAM user the server knows (made once per process,
+    before authentication is switched on; moto's state is per process, so every
+    MotoServer shares that user). moto 5 reads SigV4 only from the Authorization header;
+    presigned URLs, which carry it in the query string, are checked by
+    _s3_request_with_query_auth below.
+    """
+
+    credentials: dict[str, str] | None = None  # {"access_key", "secret_key"} of the IAM user
 
     def __init__(self) -> None:
         from moto.server import ThreadedMotoServer
@@ -48,15 +63,38 @@ class MotoServer:
         self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
 
     def start(self) -> MotoServer:
+        from moto import settings as moto_settings
+        from moto.core.authorization import ActionAuthenticatorMixin
+        from moto.iam import access_control
+
         self._server.start()
+        access_control.S3IAMRequest = _s3_request_with_query_auth()
+        if MotoServer.credentials is None:
+            MotoServer.credentials = self._create_iam_user()
+        # What moto's INITIAL_NO_AUTH_ACTION_COUNT=0 does, for a server already imported.
+        moto_settings.INITIAL_NO_AUTH_ACTION_COUNT = 0
+        ActionAuthenticatorMixin.request_count = 0
         return self
+
+    def _create_iam_user(self) -> dict[str, str]:
+        from moto.core.authorization import disable_iam_authentication
+
+        with disable_iam_authentication():
+            iam = boto3.client("iam", endpoint_url=self.endpoint, region_name=REGION,
+                               aws_access_key_id="bootstrap", aws_secret_access_key="bootstrap")
+            iam.create_user(UserName="chipmunk")
+            iam.put_user_policy(UserName="chipmunk", PolicyName="s3", PolicyDocument=json.dumps({
+                "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}]}))
+            key = iam.create_access_key(UserName="chipmunk")["AccessKey"]
+        return {"access_key": key["AccessKeyId"], "secret_key": key["SecretAccessKey"]}
 
     def stop(self) -> None:
         self._server.stop()
 
     def client(self):
         return boto3.client("s3", endpoint_url=self.endpoint, region_name=REGION,
-                            aws_access_key_id=S3_KEYS["access_key"], aws_secret_access_key=S3_KEYS["secret_key"])
+                            aws_access_key_id=self.credentials["access_key"],
+                            aws_secret_access_key=self.credentials["secret_key"])
 
     def new_bucket(self) -> str:
         name = f"test-{uuid.uuid4().hex[:12]}"
@@ -64,7 +102,59 @@ class MotoServer:
         return name
 
     def storage_config(self, bucket: str) -> dict:
-        return s3_storage_config(bucket=bucket, endpoint_url=self.endpoint, region=REGION, **S3_KEYS)
+        return s3_storage_config(bucket=bucket, endpoint_url=self.endpoint, region=REGION, **self.credentials)
+
+
+@functools.cache
+def _s3_request_with_query_auth() -> type:
+    from botocore.auth import S3SigV4QueryAuth
+    from botocore.awsrequest import AWSRequest
+    from moto.iam.access_control import S3IAMRequest
+
+    class S3RequestWithQueryAuth(S3IAMRequest):
+        """moto's check of an S3 request, taught presigned URLs.
+
+        Without an Authorization header moto fails with a 500 whatever the URL says. Here
+        an anonymous request is refused, and a presigned one is checked as S3 does: the
+        signature is recomputed with botocore's presigned-URL signer from the request as
+        it arrived (method, path, query without the signature, the signed headers, Host
+        among them) and the secret of the access key named in X-Amz-Credential; an
+        expired URL is refused.
+        """
+
+        def __init__(self, *, headers, path, data, **kwargs) -> None:
+            query = dict(parse_qsl(urlsplit(path).query, keep_blank_values=True))
+            self._presigned = "Authorization" not in headers and "X-Amz-Signature" in query
+            if "Authorization" not in headers and not self._presigned:
+                # Anonymous (SigV2 query strings count as such: we sign with SigV4 only);
+                # a private bucket refuses it, as S3 does.
+                self._data = data
+                self._raise_access_denied()
+            if self._presigned:
+                self._query = query
+                headers = {**dict(headers.items()), "Authorization": (
+                    f"AWS4-HMAC-SHA256 Credential={query['X-Amz-Credential']}, "
+                    f"SignedHeaders={query['X-Amz-SignedHeaders']}, Signature={query['X-Amz-Signature']}")}
+            super().__init__(headers=headers, path=path, data=data, **kwargs)
+
+        def _calculate_signature(self) -> str:
+            if not self._presigned:
+                return super()._calculate_signature()
+            signed_at = datetime.strptime(self._query["X-Amz-Date"], "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+            expires = int(self._query["X-Amz-Expires"])
+            if datetime.now(UTC) > signed_at + timedelta(seconds=expires):
+                self._raise_access_denied()
+            path, _, raw_query = self._path.partition("?")
+            unsigned = "&".join(p for p in raw_query.split("&") if not p.startswith("X-Amz-Signature="))
+            headers = self._create_headers_for_aws_request(self._query["X-Amz-SignedHeaders"].split(";"),
+                                                           self._headers)
+            request = AWSRequest(method=self._method, url=f"{path}?{unsigned}", headers=headers)
+            request.context["timestamp"] = self._query["X-Amz-Date"]
+            auth = S3SigV4QueryAuth(self._access_key.create_credentials(), self._service, self._region,
+                                    expires=expires)
+            return auth.signature(auth.string_to_sign(request, auth.canonical_request(request)), request)
+
+    return S3RequestWithQueryAuth
 
 
 @pytest.fixture(scope="session")
@@ -112,6 +202,57 @@ def _no_stray_connections_at_the_end(django_db_setup, django_db_blocker):
             with connection.cursor() as cursor:
                 cursor.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
                                "WHERE datname = current_database() AND pid <> pg_backend_pid()")
+
+
+# --- The production ASGI app on a loopback port --------------------------------------------
+def wait_for_port(port: int, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"nothing listens on 127.0.0.1:{port}")
+
+
+class LiveASGI:
+    """uvicorn serving config.asgi.application, the production app, from a thread on a free port.
+
+    A thread rather than a process, so it uses this process's test database and sees what
+    the `settings` fixture changes. Tests that use it need django_db(transaction=True):
+    the server's thread cannot see an open test transaction.
+    """
+
+    def __init__(self) -> None:
+        import uvicorn
+
+        from config.asgi import application
+
+        self.port = free_port()
+        config = uvicorn.Config(application, host="127.0.0.1", port=self.port, lifespan="off",
+                                log_level="warning", access_log=False)
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def start(self) -> LiveASGI:
+        self.thread.start()
+        wait_for_port(self.port)
+        return self
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(10)
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+
+@pytest.fixture(scope="module")
+def live_asgi():
+    server = LiveASGI().start()
+    yield server
+    server.stop()
 
 
 # --- The cast ----------------------------------------------------------------------------

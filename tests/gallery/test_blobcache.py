@@ -22,6 +22,32 @@ def _touch_every_time(monkeypatch):
     monkeypatch.setattr(blobcache, "TOUCH_INTERVAL", 0.0)
 
 
+class Clock:
+    """The wall clock the cache stamps its entries with, moved by the test, not by sleeping.
+
+    It stands in for the `time` module in blobcache only; everything but time() is the real one.
+    """
+
+    def __init__(self) -> None:
+        self.now = time.time()
+
+    def __getattr__(self, name: str):
+        return getattr(time, name)
+
+    def time(self) -> float:
+        return self.now
+
+    def tick(self, seconds: float = 1.0) -> None:
+        self.now += seconds
+
+
+@pytest.fixture
+def clock(monkeypatch) -> Clock:
+    clock = Clock()
+    monkeypatch.setattr(blobcache, "time", clock)
+    return clock
+
+
 class Origin:
     """A fake remote store of objects made of a repeated byte, counting what it is asked."""
 
@@ -92,13 +118,13 @@ def test_last_block_is_short(tmp_path):
     assert origin.requests == [(2 * BLOCK, size - 1)]
 
 
-def test_least_recently_used_goes_first(tmp_path):
+def test_least_recently_used_goes_first(tmp_path, clock):
     cache, origin = new_cache(tmp_path, capacity=3 * BLOCK), Origin()
     for key in ("a", "b", "c"):
         read(cache, origin, key)
-        time.sleep(0.01)
+        clock.tick()
     read(cache, origin, "a")  # a is now more recent than b
-    time.sleep(0.01)
+    clock.tick()
     read(cache, origin, "d")
     origin.requests.clear()
     for key in ("a", "c", "d"):
@@ -109,14 +135,14 @@ def test_least_recently_used_goes_first(tmp_path):
     assert cache.stats()["bytes"] <= 3 * BLOCK
 
 
-def test_an_owner_over_their_share_evicts_their_own_blocks(tmp_path):
+def test_an_owner_over_their_share_evicts_their_own_blocks(tmp_path, clock):
     cache, origin = new_cache(tmp_path, capacity=8 * BLOCK, share=0.5), Origin()
     for i in range(3):
         read(cache, origin, f"bob-{i}", owner="bob")
-        time.sleep(0.01)
+        clock.tick()
     for i in range(10):  # alice streams a long video, way past her share
         read(cache, origin, f"alice-{i}", owner="alice")
-        time.sleep(0.01)
+        clock.tick()
     usage = cache.usage_by_owner()
     assert usage == {"alice": 4 * BLOCK, "bob": 3 * BLOCK}
     origin.requests.clear()
@@ -325,11 +351,11 @@ def test_survives_a_restart_and_rebuilds_a_lost_or_broken_index(tmp_path):
     assert len(origin.requests) == 2
 
 
-def test_a_smaller_capacity_at_restart_evicts_and_stale_temp_files_go(tmp_path, monkeypatch):
+def test_a_smaller_capacity_at_restart_evicts_and_stale_temp_files_go(tmp_path, monkeypatch, clock):
     cache, origin = new_cache(tmp_path, capacity=4 * BLOCK), Origin()
     for key in "abcd":
         read(cache, origin, key)
-        time.sleep(0.01)
+        clock.tick()
     stale = tmp_path / "tmp" / "half-written.123.abc"
     stale.write_bytes(b"x")
     monkeypatch.setattr(blobcache, "STALE_TEMP_SECONDS", -1)

@@ -293,17 +293,22 @@ async def test_asgi_streams_in_bounded_chunks(alice, data, storage, monkeypatch)
     assert b"".join([c async for c in ranged.streaming_content]) == data[10:20]
 
 
-def test_x_accel_mode_hands_over_to_nginx(settings, alice_client, alice):
+@pytest.mark.django_db(transaction=True)
+def test_x_accel_mode_hands_over_to_nginx(settings, live_asgi, alice_client, alice):
+    # Through the production ASGI app, as nginx would reach it (the nginx leg is in
+    # test_nginx_conformance.py).
     settings.DELIVERY_MODE = "x-accel"  # local storage only, as settings require
     photo = make_media(alice, b"jpeg bytes")
-    response = alice_client.get(url(photo) + "?download=1")
+    session = {settings.SESSION_COOKIE_NAME: alice_client.cookies[settings.SESSION_COOKIE_NAME].value}
+    response = requests.get(live_asgi.url(url(photo) + "?download=1"), cookies=session, timeout=10)
     assert response.status_code == 200
-    assert response["X-Accel-Redirect"] == f"/_protected/{photo.original_key}"
-    assert response["Content-Type"] == "image/jpeg"
-    assert response["Content-Disposition"] == 'attachment; filename="photo.jpg"'
-    assert body(response) == b""
+    assert response.headers["X-Accel-Redirect"] == f"/_protected/{photo.original_key}"
+    assert response.headers["Content-Type"] == "image/jpeg"
+    assert response.headers["Content-Disposition"] == 'attachment; filename="photo.jpg"'
+    assert response.content == b""
     Media.objects.filter(pk=photo.pk).update(in_vault=True)
-    assert alice_client.get(url(photo)).status_code == 404
+    assert requests.get(live_asgi.url(url(photo)), cookies=session, timeout=10).status_code == 404
+    assert requests.get(live_asgi.url(url(photo)), timeout=10).status_code == 404
 
 
 def test_redirect_mode_presigns_on_s3_and_streams_locally(settings, alice_client, alice, data, storage):

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import MotoServer, use_storage
+from tests.conftest import MotoServer, free_port, use_storage
 
 pytestmark = pytest.mark.django_db
 
@@ -30,6 +30,38 @@ def test_health_is_503_when_object_storage_stops(client, settings):
     assert body["status"] == "unavailable"
     assert body["checks"]["storage"]["ok"] is False
     assert body["checks"]["database"]["ok"] is True
+
+
+@pytest.fixture
+def database_gone(tmp_path):
+    """The default connection pointed at a database that is not there, through the real driver:
+    SQLite at a file in a directory that does not exist, PostgreSQL at a port nobody listens on."""
+    from django.db import connections
+
+    original = connections["default"]
+    unreachable = dict(original.settings_dict)
+    if original.vendor == "sqlite":
+        unreachable["NAME"] = str(tmp_path / "no-such-dir" / "db.sqlite3")
+    else:
+        options = {k: v for k, v in unreachable.get("OPTIONS", {}).items() if k != "pool"}  # no 30 s pool wait
+        unreachable.update(HOST="127.0.0.1", PORT=str(free_port()), OPTIONS={**options, "connect_timeout": 3})
+    gone = original.__class__(unreachable, alias="default")
+    connections["default"] = gone
+    try:
+        yield
+    finally:
+        connections["default"] = original
+        gone.close()
+
+
+def test_health_is_503_when_the_database_does_not_answer(client, database_gone):
+    response = client.get("/health/")
+    assert response.status_code == 503
+    body = response.json()
+    assert body["status"] == "unavailable"
+    assert body["checks"]["database"]["ok"] is False
+    assert body["checks"]["database"]["error"].startswith("OperationalError")
+    assert body["checks"]["storage"]["ok"] is True  # the database alone is down
 
 
 def test_health_is_503_when_local_storage_is_not_writable(client, settings, tmp_path):

@@ -349,7 +349,8 @@ def test_big_jpeg_file_through_libvips_matches_pillow(tmp_path: Path, corpus: Pa
     assert info == pillow_info
     assert (info.width, info.height) == ((1800, 2400) if orientation == 6 else (2400, 1800))
     want = expected_sizes(info.width, info.height)
-    for a, b in zip(fast, slow):
+    assert [a.level for a in fast] == [b.level for b in slow] and set(want) == {a.level for a in fast}
+    for a, b in zip(fast, slow, strict=True):
         assert a.level == b.level and (a.width, a.height) == (b.width, b.height) == want[a.level]
         assert decode(a).size == (a.width, a.height)
         assert difference(decode(a), decode(b)) < same_picture(a), a.level
@@ -386,6 +387,7 @@ def test_big_png_resized_through_libvips_matches_pillow(corpus: Path, monkeypatc
     photo = Image.open(corpus / "jpg" / "gps" / "DSCN0010.jpg").convert("RGB").resize((2000, 1500))
     _, fast = render_variants(encode(photo, "PNG"))
     _, slow = render_with_pillow_only(monkeypatch, encode(photo, "PNG"))
-    for a, b in zip(fast, slow):
+    assert set(expected_sizes(2000, 1500)) == {a.level for a in fast}
+    for a, b in zip(fast, slow, strict=True):
         assert (a.level, a.width, a.height) == (b.level, b.width, b.height)
         assert difference(decode(a), decode(b)) < same_picture(a), a.level

@@ -1,8 +1,9 @@
 """Our stream mode against a real nginx serving the same file, and x-accel mode through nginx.
 
-Our side is the real ASGI stack: uvicorn in a thread of this process serving Django, so it
-shares the test database. nginx is Debian's, installed here when missing; without it these
-tests skip, except under CI (CI set), where they fail.
+Our side is the production ASGI app (config.asgi.application) under uvicorn, in a thread of
+this process so it shares the test database (live_asgi in tests/conftest.py). nginx is
+Debian's, installed here when missing; without it these tests skip, except under CI (CI
+set), where they fail.
 
 Differences we chose (gallery/ranges.py says why) are listed per case in BATTERY as
 `ours=`: the status we answer where nginx answers otherwise.
@@ -13,38 +14,22 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import socket
 import subprocess
-import threading
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 import requests
-import uvicorn
-from django.core.handlers.asgi import ASGIHandler
 
 from gallery.models import Media
 from gallery.services.accounts import apikey_create
-from tests.conftest import free_port
+from tests.conftest import free_port, wait_for_port
 from tests.gallery.test_delivery import make_media
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 DEPLOY_CONF = Path(__file__).resolve().parents[2] / "deploy" / "nginx.conf"
 SIZE = 2**20 + 4321
-
-
-def wait_for_port(port: int, timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise TimeoutError(f"nothing listens on 127.0.0.1:{port}")
 
 
 # --- nginx -------------------------------------------------------------------------------
@@ -121,37 +106,6 @@ class Nginx:
 
     def url(self, path: str) -> str:
         return f"http://127.0.0.1:{self.port}{path}"
-
-
-# --- Our server --------------------------------------------------------------------------
-class LiveASGI:
-    """uvicorn serving Django's ASGI handler from a thread, on a free loopback port."""
-
-    def __init__(self) -> None:
-        self.port = free_port()
-        config = uvicorn.Config(ASGIHandler(), host="127.0.0.1", port=self.port, lifespan="off",
-                                log_level="warning", access_log=False)
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def start(self) -> LiveASGI:
-        self.thread.start()
-        wait_for_port(self.port)
-        return self
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(10)
-
-    def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
-
-
-@pytest.fixture(scope="module")
-def live_asgi():
-    server = LiveASGI().start()
-    yield server
-    server.stop()
 
 
 @dataclass

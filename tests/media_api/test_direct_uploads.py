@@ -1,9 +1,15 @@
-"""Direct-to-S3 uploads: presigned part URLs against a moto server, completion, verification, abort."""
+"""Direct-to-S3 uploads: presigned part URLs against a moto server, completion, verification, abort.
+
+The moto server checks signatures (tests/conftest.py), presigned ones included, so a part
+URL works only as it was signed: for this upload, this part, this key, this host.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import os
+import re
+from urllib.parse import urlsplit
 
 import pytest
 import requests
@@ -31,9 +37,9 @@ def client_and_bucket():
     return store.connection.meta.client, store.bucket_name
 
 
-def start(api, data: bytes, *, sha256: str | None = None, name: str = "clip.mp4"):
+def start(api, data: bytes, *, sha256: str | None = None, name: str = "clip.mp4", content_type: str = "video/mp4"):
     return api.post("/api/v1/direct-uploads/", {
-        "filename": name, "size": len(data), "content_type": "video/mp4",
+        "filename": name, "size": len(data), "content_type": content_type,
         "sha256": sha256 or hashlib.sha256(data).hexdigest()}, format="json")
 
 
@@ -55,14 +61,13 @@ def test_local_storage_answers_409_with_a_clear_error(alice, alice_api):
     assert alice.reserved_bytes == 0 and not Upload.objects.exists()
 
 
-def test_parts_go_straight_to_s3_then_complete_records_and_verifies_the_media(
-        s3, alice, alice_api, django_capture_on_commit_callbacks):
-    data = os.urandom(5 * MiB + 1000)
-    created = start(alice_api, data)
+def test_a_photo_goes_straight_to_s3_then_is_verified_and_processed(
+        s3, alice, alice_api, corpus, django_capture_on_commit_callbacks):
+    data = (corpus / "jpg" / "gps" / "DSCN0010.jpg").read_bytes()
+    created = start(alice_api, data, name="DSCN0010.jpg", content_type="image/jpeg")
     assert created.status_code == 201, created.json()
     plan = created.json()
-    assert plan["part_size"] == 5 * MiB and [p["number"] for p in plan["parts"]] == [1, 2]
-    assert [p["size"] for p in plan["parts"]] == [5 * MiB, 1000]
+    assert [(p["number"], p["size"]) for p in plan["parts"]] == [(1, len(data))]
     alice.refresh_from_db()
     assert alice.reserved_bytes == len(data)
     parts = put_parts(plan, data)
@@ -72,15 +77,97 @@ def test_parts_go_straight_to_s3_then_complete_records_and_verifies_the_media(
     body = completed.json()
     assert body["media"]["status"] == "uploading" and body["upload"]["state"] == "completed"
     media = Media.objects.get(pk=body["media"]["id"])
-    assert media.status != Media.Status.UPLOADING  # verified, then processed (inline in tests)
+    # Verified, then processed (jobs run inline in tests): a real photo ends ready.
+    assert media.status == Media.Status.READY, media.error
     assert media.sha256 == hashlib.sha256(data).hexdigest() and "claimed_sha256" not in media.details
+    shown = alice_api.get(f"/api/v1/media/{media.pk}/").json()
+    assert shown["status"] == "ready" and (shown["width"], shown["height"]) == (640, 480)
+    assert shown["place"]["country"] == "Italy"  # the EXIF of the original in S3 was read
+    assert set(shown["variants"]) == {"1", "2", "3", "4", "5", "6", "1s", "2s", "3s", "4s"}
+    levels = list(media.variants.values_list("level", "storage_key"))
+    assert len(levels) == 10
+    for level, key in levels:
+        assert media_storage().exists(key), level
     with media_storage().open(media.original_key, "rb") as fh:
         assert fh.read() == data
     alice.refresh_from_db()
-    assert alice.used_bytes == len(data) and alice.reserved_bytes == 0
+    assert alice.used_bytes >= len(data) and alice.reserved_bytes == 0
     assert alice_api.get(f"/api/v1/direct-uploads/{plan['id']}/").json()["media_id"] == str(media.pk)
     client, bucket = client_and_bucket()
     assert not client.list_multipart_uploads(Bucket=bucket).get("Uploads")
+
+
+def test_parts_are_assembled_in_order_into_the_original(s3, alice, alice_api, django_capture_on_commit_callbacks):
+    data = os.urandom(5 * MiB + 1000)
+    plan = start(alice_api, data).json()
+    assert plan["part_size"] == 5 * MiB and [p["number"] for p in plan["parts"]] == [1, 2]
+    assert [p["size"] for p in plan["parts"]] == [5 * MiB, 1000]
+    parts = put_parts(plan, data)
+    with django_capture_on_commit_callbacks(execute=True):
+        completed = alice_api.post(f"/api/v1/direct-uploads/{plan['id']}/complete", {"parts": parts}, format="json")
+    assert completed.status_code == 201, completed.json()
+    media = Media.objects.get(pk=completed.json()["media"]["id"])
+    with media_storage().open(media.original_key, "rb") as fh:
+        assert fh.read() == data
+    assert media.sha256 == hashlib.sha256(data).hexdigest()
+    # Random bytes are no video: verified, kept, and processing says why it failed.
+    assert media.status == Media.Status.FAILED and media.error
+    client, bucket = client_and_bucket()
+    assert not client.list_multipart_uploads(Bucket=bucket).get("Uploads")
+
+
+def _with_query(url: str, name: str, value: str) -> str:
+    changed, count = re.subn(rf"([?&]{name}=)[^&]*", lambda m: m.group(1) + value, url)
+    assert count == 1, (name, url)
+    return changed
+
+
+def test_part_urls_work_only_as_signed(s3, alice_api, moto_server, django_capture_on_commit_callbacks):
+    data, other = os.urandom(5 * MiB + 1000), os.urandom(3000)
+    plan, other_plan = start(alice_api, data).json(), start(alice_api, other).json()
+    first = plan["parts"][0]["url"]
+    target = Upload.objects.get(pk=plan["id"])
+    elsewhere = Upload.objects.get(pk=other_plan["id"])
+    signature = re.search(r"X-Amz-Signature=([0-9a-f]{64})", first).group(1)
+    forged = {
+        "a changed signature": _with_query(first, "X-Amz-Signature", signature[::-1]),
+        "another part number": _with_query(first, "partNumber", "2"),
+        "another upload's key and id": _with_query(
+            first.replace(target.target_key, elsewhere.target_key), "uploadId", elsewhere.s3_upload_id),
+        "another host of the same server": first.replace("://127.0.0.1:", "://localhost:"),
+        "no signature at all": first.split("?")[0] + "?" + "&".join(
+            p for p in urlsplit(first).query.split("&") if not p.startswith("X-Amz-")),
+    }
+    for what, url in forged.items():
+        answer = requests.put(url, data=data[:5 * MiB], timeout=30)
+        assert answer.status_code == 403, (what, answer.status_code, answer.text[:300])
+    client, bucket = client_and_bucket()
+    for upload in (target, elsewhere):
+        listed = client.list_parts(Bucket=bucket, Key=upload.target_key, UploadId=upload.s3_upload_id)
+        assert not listed.get("Parts"), "a forged URL stored a part"
+    # The genuine URLs still work, and the upload completes.
+    parts = put_parts(plan, data)
+    with django_capture_on_commit_callbacks(execute=True):
+        completed = alice_api.post(f"/api/v1/direct-uploads/{plan['id']}/complete", {"parts": parts}, format="json")
+    assert completed.status_code == 201, completed.json()
+    with media_storage().open(target.target_key, "rb") as fh:
+        assert fh.read() == data
+
+
+def test_the_object_store_refuses_keys_it_does_not_know(s3, moto_server):
+    import boto3
+    from botocore.config import Config
+    from botocore.exceptions import ClientError
+
+    _, bucket = client_and_bucket()
+    stranger = boto3.client("s3", endpoint_url=moto_server.endpoint, region_name="us-east-1",
+                            aws_access_key_id=moto_server.credentials["access_key"],
+                            aws_secret_access_key="not-the-secret", config=Config(signature_version="s3v4"))
+    with pytest.raises(ClientError) as refused:
+        stranger.put_object(Bucket=bucket, Key="x", Body=b"x")
+    assert refused.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
+    wrong_secret_url = stranger.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": "x"})
+    assert requests.get(wrong_secret_url, timeout=10).status_code == 403
 
 
 def test_a_wrong_sha256_claim_is_corrected_not_kept(s3, alice_api, django_capture_on_commit_callbacks):

@@ -539,9 +539,11 @@ def test_the_timeline_page_loads_the_tus_uploader_and_keeps_the_plain_form(clien
         assert needed in script
 
 
-def test_the_files_own_date_is_the_fallback_taken_at(endpoint, alice, alice_key, corpus,
+def test_the_files_own_date_is_the_fallback_taken_at(endpoint, alice, alice_key, corpus, monkeypatch,
                                                      django_capture_on_commit_callbacks):
     from datetime import datetime, timezone
+
+    from django.utils import timezone as django_timezone
 
     # A text file has no capture date: the browser's File.lastModified stands in, estimated.
     modified_ms = str(int(datetime(2019, 7, 14, 10, 30, tzinfo=timezone.utc).timestamp() * 1000))
@@ -566,8 +568,16 @@ def test_the_files_own_date_is_the_fallback_taken_at(endpoint, alice, alice_key,
     photo_media = Media.objects.get(pk=created.headers["Media-Id"])
     assert photo_media.taken_at_local().replace(tzinfo=None) == datetime(2008, 5, 30, 15, 56, 1)
     assert not photo_media.taken_at_estimated
-    # Nonsense is ignored: the upload time stays.
-    created = requests.post(endpoint, data=b"x", headers=headers(
-        alice_key, **{"Upload-Length": "1", "Content-Type": OCTETS,
-                      "Upload-Metadata": meta(filename="x.txt", lastModified="99999999999999999")}))
-    assert Media.objects.get(pk=created.headers["Media-Id"]).taken_at.year == datetime.now().year
+    # Nonsense (past any calendar, or days ahead of the server's clock) is ignored: the upload
+    # time stays. The clock is fixed so "the upload time" is a known instant.
+    upload_time = datetime(2031, 2, 3, 4, 5, 6, tzinfo=timezone.utc)
+    two_days_ahead = str(int((upload_time.timestamp() + 2 * 86400) * 1000))
+    with monkeypatch.context() as frozen:
+        frozen.setattr(django_timezone, "now", lambda: upload_time)
+        for nonsense in ("99999999999999999", two_days_ahead):
+            created = requests.post(endpoint, data=nonsense.encode(), headers=headers(
+                alice_key, **{"Upload-Length": str(len(nonsense)), "Content-Type": OCTETS,
+                              "Upload-Metadata": meta(filename="x.txt", lastModified=nonsense)}))
+            assert created.status_code == 201, created.text
+            media = Media.objects.get(pk=created.headers["Media-Id"])
+            assert media.taken_at == upload_time and media.taken_at_estimated, nonsense

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 import os
 import random
 from concurrent.futures import ThreadPoolExecutor
@@ -105,7 +106,7 @@ def test_parallel_partials_in_any_order_then_a_final_make_the_whole_file(storage
                                                                           alice_key, s3_calls):
     data = os.urandom(3 * MiB + 777)
     cuts = [0, 1_000_000, 1_000_001, 2 * MiB + 5, len(data)]  # a one-byte piece too
-    pieces = [data[a:b] for a, b in zip(cuts, cuts[1:])]
+    pieces = [data[a:b] for a, b in itertools.pairwise(cuts)]
     urls = [partial(endpoint, alice_key, len(piece)).headers["Location"] for piece in pieces]
     alice.refresh_from_db()
     assert alice.reserved_bytes == len(data) and alice.used_bytes == 0
@@ -160,7 +161,7 @@ def test_parallel_partials_in_any_order_then_a_final_make_the_whole_file(storage
 def test_s3_partials_of_5_mib_or_more_are_copied_by_s3(s3, small_parts, endpoint, alice, alice_key, s3_calls):
     data = os.urandom(11 * MiB + 3)
     cuts = [0, 5 * MiB, 10 * MiB + 1, len(data)]  # the last one may be smaller than 5 MiB
-    urls = [upload_partial(endpoint, alice_key, data[a:b]) for a, b in zip(cuts, cuts[1:])]
+    urls = [upload_partial(endpoint, alice_key, data[a:b]) for a, b in itertools.pairwise(cuts)]
     s3_calls.clear()
     done = final(endpoint, alice_key, urls)
     assert done.status_code == 201
