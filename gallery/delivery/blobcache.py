@@ -35,7 +35,6 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -95,15 +94,6 @@ class BlobCache:
         """Inclusive byte span of block `index` of an object of `size` bytes."""
         first = index * self.block_size
         return first, min(size, first + self.block_size) - 1
-
-    def open_block(self, *, key: str, index: int, size: int, owner: str, fetch: Fetch) -> BinaryIO | None:
-        """An open file of block `index` of `key` (an object of `size` bytes), fetched on a miss.
-
-        None when the block cannot be cached (larger than the owner's share): read it directly.
-        """
-        with closing(self.open_blocks(key=key, indexes=range(index, index + 1), size=size, owner=owner,
-                                      fetch=fetch)) as blocks:
-            return next(blocks)
 
     def open_blocks(self, *, key: str, indexes: range, size: int, owner: str, fetch: Fetch) -> Iterator[BinaryIO | None]:
         """Open files of blocks `indexes` of `key`, in order; None for a block too big to cache.
@@ -186,9 +176,6 @@ class BlobCache:
             "capacity_bytes": self.capacity, "user_share_bytes": self.user_share,
             "block_bytes": self.block_size,
         }
-
-    def usage_by_owner(self) -> dict[str, int]:
-        return dict(self._db().execute("SELECT owner, SUM(size) FROM entries GROUP BY owner"))
 
     def reconcile(self) -> None:
         """Make the index agree with the directory (rows for files only), then enforce the limits."""

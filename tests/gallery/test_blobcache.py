@@ -6,6 +6,7 @@ import multiprocessing
 import threading
 import time
 import zlib
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,18 @@ from gallery.delivery import blobcache
 from gallery.delivery.blobcache import BlobCache
 
 BLOCK = 1000
+
+
+def open_block(cache: blobcache.BlobCache, *, key: str, index: int, size: int, owner: str, fetch):
+    """One block through the cache's only door, open_blocks."""
+    with closing(cache.open_blocks(key=key, indexes=range(index, index + 1), size=size, owner=owner,
+                                   fetch=fetch)) as blocks:
+        return next(blocks)
+
+
+def usage_by_owner(cache: blobcache.BlobCache) -> dict[str, int]:
+    """Bytes cached per owner, read from the cache's index."""
+    return dict(cache._db().execute("SELECT owner, SUM(size) FROM entries GROUP BY owner"))
 
 
 @pytest.fixture(autouse=True)
@@ -71,7 +84,7 @@ def content(key: str, size: int = 10 * BLOCK) -> bytes:
 
 def read(cache: BlobCache, origin: Origin, key: str, index: int = 0, owner: str = "alice",
          size: int = 10 * BLOCK) -> bytes:
-    handle = cache.open_block(key=key, index=index, size=size, owner=owner, fetch=origin.fetch_for(key))
+    handle = open_block(cache, key=key, index=index, size=size, owner=owner, fetch=origin.fetch_for(key))
     assert handle is not None
     with handle:
         return handle.read()
@@ -112,7 +125,7 @@ def test_counts_are_shared_by_every_process_using_the_cache(tmp_path, monkeypatc
 def test_last_block_is_short(tmp_path):
     cache, origin = new_cache(tmp_path), Origin()
     size = 2 * BLOCK + 7
-    handle = cache.open_block(key="k", index=2, size=size, owner="alice", fetch=origin.fetch_for("k"))
+    handle = open_block(cache, key="k", index=2, size=size, owner="alice", fetch=origin.fetch_for("k"))
     assert handle.read() == content("k")[2 * BLOCK:size]
     handle.close()
     assert origin.requests == [(2 * BLOCK, size - 1)]
@@ -143,7 +156,7 @@ def test_an_owner_over_their_share_evicts_their_own_blocks(tmp_path, clock):
     for i in range(10):  # alice streams a long video, way past her share
         read(cache, origin, f"alice-{i}", owner="alice")
         clock.tick()
-    usage = cache.usage_by_owner()
+    usage = usage_by_owner(cache)
     assert usage == {"alice": 4 * BLOCK, "bob": 3 * BLOCK}
     origin.requests.clear()
     for i in range(3):
@@ -155,7 +168,7 @@ def test_an_owner_over_their_share_evicts_their_own_blocks(tmp_path, clock):
 
 def test_blocks_larger_than_a_share_are_not_cached(tmp_path):
     cache, origin = new_cache(tmp_path, capacity=2 * BLOCK, share=0.25), Origin()
-    assert cache.open_block(key="x", index=0, size=10 * BLOCK, owner="alice", fetch=origin.fetch_for("x")) is None
+    assert open_block(cache, key="x", index=0, size=10 * BLOCK, owner="alice", fetch=origin.fetch_for("x")) is None
     assert origin.requests == [] and cache.stats()["bypassed"] == 1
 
 
@@ -187,7 +200,7 @@ def _slow_reader(root: Path, log: Path, start) -> None:
         time.sleep(0.3)
         yield content("shared")[first:last + 1]
 
-    handle = cache.open_block(key="shared", index=1, size=10 * BLOCK, owner="alice", fetch=fetch)
+    handle = open_block(cache, key="shared", index=1, size=10 * BLOCK, owner="alice", fetch=fetch)
     assert handle.read() == content("shared")[BLOCK:2 * BLOCK]
     handle.close()
     with open(root / "ok", "a") as f:
@@ -255,7 +268,7 @@ def test_each_block_of_a_run_is_readable_as_soon_as_it_lands(tmp_path):
         results["a"] = got
 
     def read_b():
-        handle = cache.open_block(key="v", index=1, size=10 * BLOCK, owner="alice", fetch=slow_fetch)
+        handle = open_block(cache, key="v", index=1, size=10 * BLOCK, owner="alice", fetch=slow_fetch)
         with handle:
             results["b"] = handle.read()
 
@@ -305,9 +318,9 @@ def test_a_failed_or_short_fetch_leaves_nothing_behind(tmp_path):
         yield b"x" * 10
 
     with pytest.raises(ConnectionError):
-        cache.open_block(key="a", index=0, size=10 * BLOCK, owner="alice", fetch=broken)
+        open_block(cache, key="a", index=0, size=10 * BLOCK, owner="alice", fetch=broken)
     with pytest.raises(OSError):
-        cache.open_block(key="a", index=0, size=10 * BLOCK, owner="alice", fetch=short)
+        open_block(cache, key="a", index=0, size=10 * BLOCK, owner="alice", fetch=short)
     assert list((tmp_path / "tmp").iterdir()) == []
     assert [p for p in (tmp_path / "blobs").rglob("*") if p.is_file()] == []
     assert cached_keys(cache) == set()
@@ -339,14 +352,14 @@ def test_survives_a_restart_and_rebuilds_a_lost_or_broken_index(tmp_path):
     for suffix in ("-wal", "-shm"):
         Path(f"{tmp_path / 'index.sqlite3'}{suffix}").unlink(missing_ok=True)
     rebuilt = new_cache(tmp_path)
-    assert rebuilt.usage_by_owner() == {"alice": BLOCK, "bob": BLOCK}
+    assert usage_by_owner(rebuilt) == {"alice": BLOCK, "bob": BLOCK}
     rebuilt._close_db()
 
     (tmp_path / "index.sqlite3").write_bytes(b"this is not a database" * 100)
     for suffix in ("-wal", "-shm"):
         Path(f"{tmp_path / 'index.sqlite3'}{suffix}").unlink(missing_ok=True)
     repaired = new_cache(tmp_path)
-    assert repaired.usage_by_owner() == {"alice": BLOCK, "bob": BLOCK}
+    assert usage_by_owner(repaired) == {"alice": BLOCK, "bob": BLOCK}
     read(repaired, origin, "b", owner="bob")
     assert len(origin.requests) == 2
 
