@@ -8,19 +8,23 @@ from __future__ import annotations
 
 import hashlib
 import uuid
+from contextlib import closing
 from dataclasses import dataclass
 from datetime import datetime
 from typing import IO, Iterable
 
+from botocore.exceptions import BotoCoreError, ClientError
+from django.core.files.storage import Storage
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
 from gallery import events, jobs
+from gallery.exceptions import StorageUnavailable
 from gallery.models import Album, Media, User, new_media_token
-from gallery.processing.filetypes import guess_content_type, kind_for
+from gallery.processing.filetypes import SNIFF_BYTES, content_type_for, kind_for
 from gallery.services.accounts import quota_check
-from gallery.storage import media_storage, original_key
+from gallery.storage import is_s3, media_storage, original_key, s3_client
 
 HASH_CHUNK = 1024 * 1024
 
@@ -88,7 +92,11 @@ def media_record(*, owner: User, media_id: uuid.UUID, key: str, size: int, sha25
     released either way. A pending media has its processing queued after commit.
     Until processing finds a capture date, taken_at is the file's own date when the client
     sent one (`file_modified_at`), else now; either way flagged as estimated.
+    The stored type comes from the file's first bytes; `content_type` (the client's) is only
+    a hint for formats those do not reveal (gallery.processing.filetypes.content_type_for).
     """
+    # Before the row lock: a few KB, one ranged GET on S3.
+    head = _read_head(media_storage(), key, size)
     # The row lock serialises quota accounting and dedup per user; checks are repeated under it.
     locked = User.objects.select_for_update().get(pk=owner.pk)
     existing = None
@@ -103,7 +111,7 @@ def media_record(*, owner: User, media_id: uuid.UUID, key: str, size: int, sha25
     if size > reserved:
         quota_check(user=locked, requested=size - reserved)
     filename = clean_filename(filename)
-    content_type = guess_content_type(filename, content_type)
+    content_type = content_type_for(filename=filename, declared=content_type, head=head)
     media = Media.objects.create(
         id=media_id, owner=locked, kind=kind_for(content_type, filename), original_filename=filename,
         content_type=content_type, size=size, sha256=sha256, status=status, original_key=key,
@@ -118,6 +126,22 @@ def media_record(*, owner: User, media_id: uuid.UUID, key: str, size: int, sha25
     if status == Media.Status.PENDING:
         media_queue_processing(media=media)
     return IngestResult(media=media, created=True)
+
+
+def _read_head(storage: Storage, key: str, size: int) -> bytes:
+    """The first SNIFF_BYTES of a stored blob, without reading the rest (S3: a ranged GET)."""
+    if size <= 0:
+        return b""
+    try:
+        if is_s3(storage):
+            response = s3_client(storage).get_object(Bucket=storage.bucket_name, Key=storage._normalize_name(key),
+                                                     Range=f"bytes=0-{min(size, SNIFF_BYTES) - 1}")
+            with closing(response["Body"]) as body:
+                return body.read(SNIFF_BYTES)
+        with storage.open(key, "rb") as fh:
+            return fh.read(SNIFF_BYTES)
+    except (OSError, ClientError, BotoCoreError) as exc:
+        raise StorageUnavailable(f"could not read the stored file to tell its type: {exc}") from exc
 
 
 def media_queue_processing(*, media: Media) -> None:
