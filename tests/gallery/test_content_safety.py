@@ -20,6 +20,7 @@ from django.test import Client
 from gallery.delivery import views as delivery
 from gallery.models import Media, Upload
 from gallery.processing.filetypes import clean_media_type, content_type_for, safe_served_type, sniff_content_type
+from tests.gallery.test_browser import browser, server  # noqa: F401 (fixtures)
 from tests.gallery.test_delivery import body, make_media, s3_calls, url  # noqa: F401 (s3_calls: a fixture)
 from tests.media_api.conftest import key_for
 from tests.media_api.test_tus import OCTETS, headers, meta
@@ -302,3 +303,35 @@ def test_a_direct_upload_takes_the_declared_type_as_a_hint_only(alice, alice_api
     assert done.status_code in (200, 201), done.content
     media = Media.objects.get(owner=alice)
     assert media.content_type == "application/octet-stream"
+
+
+# --- In a real browser -------------------------------------------------------------------
+def test_chromium_runs_no_script_from_the_uploaded_page(server, browser, alice):
+    """The attack end to end: the page is uploaded through the API, then alice opens its URL."""
+    from playwright.sync_api import Error as PlaywrightError
+
+    from tests.gallery.test_browser import log_in
+
+    auth = {"Authorization": f"Bearer {key_for(alice)}"}
+    created = requests.post(f"{server}/api/v1/media/", headers=auth, timeout=30,
+                            files={"file": ("holiday.png", ATTACK, ATTACK_TYPE)})
+    assert created.status_code == 201, created.text
+    media_url = server + created.json()["original_url"]
+    page = log_in(browser, server, "alice")
+    seen: list[str] = []
+    page.on("request", lambda request: seen.append(request.url))
+
+    with page.expect_download(timeout=15_000) as download:
+        try:
+            page.goto(media_url)
+        except PlaywrightError:
+            pass  # "Download is starting": an attachment is not a page
+    assert download.value.suggested_filename == "holiday.png"
+
+    # A row stored as an image type before the fix: Chromium must show an image, not a page.
+    Media.objects.filter(owner=alice).update(content_type="image/png")
+    page.goto(media_url + "?v=2")  # not the cached download (same ETag, so a 304 would reuse it)
+    page.wait_for_timeout(1000)
+    assert page.evaluate("document.contentType") == "image/png"
+    assert "PWNED" not in page.title()
+    assert not [u for u in seen if "/api/v1/usage/" in u or "/stolen" in u]
