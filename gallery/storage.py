@@ -16,11 +16,14 @@ import uuid
 import weakref
 from typing import IO
 
+from botocore.exceptions import BotoCoreError, ClientError
 from django.conf import settings
 from django.core.files.storage import Storage, storages
 
 LIBRARY = "library"
 HASH_CHUNK = 1024 * 1024
+# What a blob operation may raise when the storage fails (S3 client errors, disk errors).
+STORAGE_ERRORS = (ClientError, BotoCoreError, OSError)
 
 
 def media_storage() -> Storage:
@@ -111,6 +114,24 @@ def blob_sha256(key: str) -> str:
             body.close()
     with storage.open(key, "rb") as fh:
         return sha256_of(fh)
+
+
+def blob_head(key: str, size: int, count: int) -> bytes:
+    """The first `count` bytes of a stored blob of `size` bytes, without reading the rest (S3:
+    one ranged GET)."""
+    if size <= 0:
+        return b""
+    storage = media_storage()
+    if is_s3(storage):
+        response = s3_client(storage).get_object(Bucket=storage.bucket_name, Key=key,
+                                                 Range=f"bytes=0-{min(size, count) - 1}")
+        body = response["Body"]
+        try:
+            return body.read(count)
+        finally:
+            body.close()
+    with storage.open(key, "rb") as fh:
+        return fh.read(count)
 
 
 def multipart_complete(*, key: str, upload_id: str, parts: list[dict]) -> int:

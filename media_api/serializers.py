@@ -8,6 +8,7 @@ from django.urls import reverse
 from rest_framework import serializers
 
 from gallery.models import Media, Upload
+from gallery.processing.filetypes import clean_media_type
 
 # What the JSON shows of a variant; views load only these.
 VARIANT_FIELDS = ("id", "media_id", "level", "width", "height", "size", "content_type")
@@ -84,6 +85,11 @@ class DirectUploadCreateSerializer(serializers.Serializer):
     content_type = serializers.CharField(max_length=127, required=False, allow_blank=True, default="")
     sha256 = serializers.RegexField(SHA256_PATTERN)
     album = serializers.IntegerField(required=False, allow_null=True, default=None)
+
+    def validate_content_type(self, value: str) -> str:
+        # A hint only (the bytes decide the media's type), sent on to S3 as a header: a bare
+        # type/subtype or nothing, never a list, a line break or non-ASCII text.
+        return clean_media_type(value)
 
 
 class DirectUploadPartSerializer(serializers.Serializer):

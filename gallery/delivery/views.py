@@ -33,7 +33,7 @@ import re
 import unicodedata
 from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from urllib.parse import quote
 
 from django.conf import settings
@@ -47,6 +47,7 @@ from gallery.delivery import ranges
 from gallery.delivery.blobcache import close_iterator
 from gallery.delivery.sources import body, source_for
 from gallery.models import Media, Variant
+from gallery.processing.filetypes import clean_media_type, safe_served_type
 from gallery.storage import is_s3, media_storage, presign_url
 
 logger = logging.getLogger(__name__)
@@ -54,11 +55,16 @@ logger = logging.getLogger(__name__)
 ORIGINAL_LEVEL = "0"
 VARIANT_CACHE_CONTROL = "private, max-age=31536000, immutable"
 ORIGINAL_CACHE_CONTROL = "private, no-cache"
-# Originals of these types may be shown in the browser; anything else (HTML, SVG, ...) is
-# sent as an attachment, so an uploaded page can never run script on our origin.
-_INLINE_PREFIXES = ("image/", "video/", "audio/")
-_INLINE_TYPES = {"application/pdf", "text/plain"}
-_NEVER_INLINE = {"image/svg+xml"}
+# Originals of these types (a closed list of formats browsers display without running
+# anything) may be shown in the browser; anything else is sent as an attachment. Every
+# answer also carries nosniff and a sandboxing CSP, so even a page that got past the type
+# decision (gallery.processing.filetypes) runs no script on our origin.
+_INLINE_TYPES = frozenset({
+    "image/jpeg", "image/png", "image/gif", "image/webp", "image/avif", "video/mp4", "video/webm",
+    "audio/mpeg", "audio/mp4", "audio/ogg", "audio/wav", "audio/x-wav", "audio/flac", "audio/webm",
+    "application/pdf",
+})
+SANDBOX_CSP = "sandbox; default-src 'none'"
 # Our own threads for blocking reads: asyncio's default pool has cpu+4 threads, and a few
 # slow S3 reads must not stall everything else that uses it.
 _io_pool = ThreadPoolExecutor(max_workers=32, thread_name_prefix="delivery")
@@ -137,14 +143,17 @@ def content_disposition(disposition: str, filename: str) -> str:
 
 
 def _inline_allowed(content_type: str) -> bool:
-    base = content_type.split(";")[0].strip().lower()
-    if base in _NEVER_INLINE:
-        return False
-    return base in _INLINE_TYPES or base.startswith(_INLINE_PREFIXES)
+    return clean_media_type(content_type) in _INLINE_TYPES
+
+
+def _with_safe_type(target: Target) -> Target:
+    # Rows recorded before types were sniffed may hold a raw client value ("image/png,
+    # text/html", a CR/LF, non-Latin-1 text): never send one as a header or as a page.
+    return replace(target, rep=replace(target.rep, content_type=safe_served_type(target.rep.content_type)))
 
 
 def _common_headers(target: Target, download: bool) -> dict[str, str]:
-    headers = {"X-Content-Type-Options": "nosniff"}
+    headers = {"X-Content-Type-Options": "nosniff", "Content-Security-Policy": SANDBOX_CSP}
     if target.filename is None:
         headers["Cache-Control"] = VARIANT_CACHE_CONTROL
     else:
@@ -166,6 +175,7 @@ def serve_media(request: HttpRequest, token: str, level: str) -> HttpResponseBas
     target = find_target(request, token, level)
     if target is None:
         raise Http404("no such media")
+    target = _with_safe_type(target)
     download = request.GET.get("download") == "1" and target.filename is not None
     headers = _common_headers(target, download)
     if target.mode == "x-accel":
@@ -193,6 +203,9 @@ def _redirect_response(storage: Storage, target: Target, headers: dict[str, str]
     url = presign_url("get_object", params={"Key": target.key, **params}, expires_in=settings.DELIVERY_PRESIGN_SECONDS)
     response = HttpResponse(status=302)
     response["Location"] = url
+    # S3 cannot be told to send a CSP: the bytes come from the storage's origin, not ours.
+    response["Content-Security-Policy"] = headers["Content-Security-Policy"]
+    response["X-Content-Type-Options"] = headers["X-Content-Type-Options"]
     # The redirect outlives its URL if cached; the next request asks again.
     response["Cache-Control"] = "private, no-store"
     return response

@@ -16,10 +16,11 @@ from django.db.models import F
 from django.utils import timezone
 
 from gallery import events, jobs
+from gallery.exceptions import StorageUnavailable
 from gallery.models import Album, KindUsage, Media, User, new_media_token
-from gallery.processing.filetypes import guess_content_type, kind_for
+from gallery.processing.filetypes import SNIFF_BYTES, content_type_for, kind_for
 from gallery.services.accounts import quota_check
-from gallery.storage import media_storage, original_key, sha256_of
+from gallery.storage import STORAGE_ERRORS, blob_head, media_storage, original_key, sha256_of
 
 
 @dataclass
@@ -79,7 +80,14 @@ def media_record(*, owner: User, media_id: uuid.UUID, key: str, size: int, sha25
     released either way. A pending media has its processing queued after commit.
     Until processing finds a capture date, taken_at is the file's own date when the client
     sent one (`file_modified_at`), else now; either way flagged as estimated.
+    The stored type comes from the file's first bytes; `content_type` (the client's) is only
+    a hint for formats those do not reveal (gallery.processing.filetypes.content_type_for).
     """
+    # Before the row lock: a few KB, one ranged GET on S3.
+    try:
+        head = blob_head(key, size, SNIFF_BYTES)
+    except STORAGE_ERRORS as exc:
+        raise StorageUnavailable(f"could not read the stored file to tell its type: {exc}") from exc
     # The row lock serialises quota accounting and dedup per user; checks are repeated under it.
     locked = User.objects.select_for_update().get(pk=owner.pk)
     existing = None
@@ -94,7 +102,7 @@ def media_record(*, owner: User, media_id: uuid.UUID, key: str, size: int, sha25
     if size > reserved:
         quota_check(user=locked, requested=size - reserved)
     filename = clean_filename(filename)
-    content_type = guess_content_type(filename, content_type)
+    content_type = content_type_for(filename=filename, declared=content_type, head=head)
     media = Media.objects.create(
         id=media_id, owner=locked, kind=kind_for(content_type, filename), original_filename=filename,
         content_type=content_type, size=size, sha256=sha256, status=status, original_key=key,

@@ -33,14 +33,13 @@ from gallery.exceptions import InvalidInput, NotFound, TooLarge, UploadBusy, Upl
 from gallery.models import Album, Upload, User
 from gallery.services.accounts import quota_check
 from gallery.services.media import clean_filename
-from gallery.storage import is_s3, media_storage, original_key
+from gallery.storage import STORAGE_ERRORS, is_s3, media_storage, original_key
 from gallery.storage import s3_client as storage_s3_client
 
 log = logging.getLogger(__name__)
 
 MiB = 2**20
 S3_MAX_PARTS = 10_000
-STORAGE_ERRORS = (ClientError, BotoCoreError, OSError)
 
 
 def upload_size_check(length: int) -> None:

@@ -28,6 +28,7 @@ from gallery.exceptions import (
     UploadBusy,
 )
 from gallery.models import Upload
+from gallery.processing.filetypes import clean_media_type
 from gallery.uploads import tus
 from gallery.uploads.lifecycle import album_for, is_leased, upload_get_for, upload_terminate
 from media_api.auth import HasScope
@@ -211,7 +212,9 @@ class UploadCollection(TusView):
         metadata = parse_metadata(request.META.get("HTTP_UPLOAD_METADATA", ""))
         album = album_for(owner=request.user, album_id=metadata.get("album") or metadata.get("album_id"))
         filename = metadata.get("filename") or metadata.get("name") or ""
-        filetype = metadata.get("filetype") or metadata.get("type") or ""
+        # Only a hint for the media's type (the bytes decide), and it goes into S3 headers:
+        # a bare type/subtype or nothing.
+        filetype = clean_media_type(metadata.get("filetype") or metadata.get("type"))
         if concat == Upload.Concat.FINAL:
             if "HTTP_UPLOAD_LENGTH" in request.META:
                 raise InvalidInput("a final upload takes no Upload-Length: it is the sum of its partial uploads")

@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from gallery.delivery import views as delivery
 from gallery.models import Media
 from gallery.services.accounts import apikey_create
 from tests.conftest import free_port, wait_for_port
@@ -338,6 +339,7 @@ def test_x_accel_through_the_deploy_config(deploy_nginx, stage, charlie):
     assert whole.headers["Cache-Control"] == "private, no-cache"
     assert whole.headers["Content-Disposition"] == 'inline; filename="sample.bin"'
     assert whole.headers["X-Content-Type-Options"] == "nosniff"
+    assert whole.headers["Content-Security-Policy"] == delivery.SANDBOX_CSP
     assert "X-Accel-Redirect" not in whole.headers
 
     ranged = fetch(deploy_nginx.url(f"/m/{media.token}/0/"), "GET", {**stage.auth, "Range": "bytes=100-199"})
