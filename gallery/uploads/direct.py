@@ -26,13 +26,14 @@ from django.utils import timezone
 from gallery import events, jobs
 from gallery.exceptions import DirectUploadUnavailable, InvalidInput, NotFound, StorageUnavailable
 from gallery.models import Album, Media, Upload, User
-from gallery.services.media import IngestResult, media_delete, media_queue_processing, media_record
+from gallery.services.media import IngestResult, media_delete, media_queue_processing
 from gallery.storage import blob_sha256, is_s3, multipart_complete, presign_url
 from gallery.uploads.lifecycle import (
     STORAGE_ERRORS,
     part_size_for,
     s3_client,
     upload_close,
+    upload_record,
     upload_reserve,
     upload_size_check,
 )
@@ -112,19 +113,10 @@ def direct_upload_complete(*, upload: Upload, parts: list[dict[str, Any]]) -> In
         raise InvalidInput(f"the parts add up to {size} bytes, not the {upload.length} announced; "
                            "the upload was discarded", size=size, expected=upload.length)
     with transaction.atomic():
-        locked = Upload.objects.select_for_update(of=("self",)).select_related("owner", "album", "media").get(pk=upload.pk)
-        if locked.state == Upload.State.COMPLETED:
-            return IngestResult(media=locked.media, created=False)
-        if locked.state != Upload.State.ACTIVE:
-            raise NotFound("no such upload")
-        result = media_record(owner=locked.owner, media_id=locked.new_media_id, key=locked.target_key,
-                              size=locked.length, sha256=locked.sha256, filename=locked.filename,
-                              content_type=locked.filetype, reserved=locked.length, album=locked.album,
-                              dedup=False, status=Media.Status.UPLOADING)
-        locked.state = Upload.State.COMPLETED
-        locked.media = result.media
-        locked.save(update_fields=["state", "media", "updated_at"])
-        jobs.enqueue("verify_direct_upload", {"media_id": str(result.media.pk)})
+        # The claimed SHA-256 until the worker has read the bytes (direct_upload_verify).
+        result = upload_record(upload_id=upload.pk, sha256=upload.sha256, dedup=False, status=Media.Status.UPLOADING)
+        if result.created:
+            jobs.enqueue("verify_direct_upload", {"media_id": str(result.media.pk)})
     return result
 
 

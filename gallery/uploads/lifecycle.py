@@ -30,9 +30,9 @@ from django.db.models import F
 from django.utils import timezone
 
 from gallery.exceptions import InvalidInput, NotFound, TooLarge, UploadBusy, UploadExpired
-from gallery.models import Album, Upload, User
+from gallery.models import Album, Media, Upload, User
 from gallery.services.accounts import quota_check
-from gallery.services.media import clean_filename
+from gallery.services.media import IngestResult, clean_filename, media_record
 from gallery.storage import STORAGE_ERRORS, is_s3, media_storage, original_key
 from gallery.storage import s3_client as storage_s3_client
 
@@ -201,6 +201,42 @@ def upload_close(*, upload_id: uuid.UUID, state: str, error: str = "", extra_fil
         transaction.on_commit(lambda: blobs_delete(blobs))
     log.info("upload %s %s", upload_id, state)
     return True
+
+
+def upload_record(*, upload_id: uuid.UUID, sha256: str, dedup: bool = True,
+                  status: str = Media.Status.PENDING) -> IngestResult:
+    """Make a finished upload's original a media (gallery.services.media.media_record: dedup,
+    quota, reservation released) and close the upload, under its row lock: the one completion
+    of every upload (tus, tus final, direct). Safe to run again: a completed upload answers its
+    media. A duplicate's bytes, and a final upload's partials, are deleted after commit."""
+    storage = media_storage()
+    with transaction.atomic():
+        locked = Upload.objects.select_for_update(of=("self",)).select_related("owner", "album", "media").get(
+            pk=upload_id)
+        if locked.state == Upload.State.COMPLETED:
+            return IngestResult(media=locked.media, created=False)
+        if locked.state != Upload.State.ACTIVE:
+            raise NotFound("no such upload")
+        result = media_record(owner=locked.owner, media_id=locked.new_media_id, key=locked.target_key,
+                              size=locked.length, sha256=sha256, filename=locked.filename,
+                              content_type=locked.filetype, reserved=locked.length, album=locked.album,
+                              dedup=dedup, status=status, file_modified_at=metadata_file_date(locked.metadata))
+        locked.state = Upload.State.COMPLETED
+        locked.media = result.media
+        locked.sha256 = sha256
+        locked.expires_at = upload_expiry()
+        locked.part_key = locked.tail_key = ""
+        locked.save(update_fields=["state", "media", "sha256", "expires_at", "part_key", "tail_key", "updated_at"])
+        if not result.created:
+            key = locked.target_key
+            transaction.on_commit(lambda: storage.delete(key))
+        if locked.partials:
+            # The partials' bytes are in the original now (their reservation was released
+            # with the final's, just above).
+            consumed = Blobs(files=[p["key"] for p in locked.partials])
+            transaction.on_commit(lambda: blobs_delete(consumed))
+    log.info("upload %s complete: media %s (%s)", upload_id, result.media.pk, "new" if result.created else "duplicate")
+    return result
 
 
 def upload_terminate(*, upload: Upload) -> None:

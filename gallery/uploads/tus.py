@@ -62,17 +62,15 @@ from gallery.exceptions import (
     UploadExpired,
 )
 from gallery.models import Album, Media, Upload, User
-from gallery.services.media import IngestResult, clean_filename, media_record
+from gallery.services.media import IngestResult, clean_filename
 from gallery.storage import blob_sha256, is_s3, media_storage, original_key
 from gallery.uploads.lifecycle import (
     STORAGE_ERRORS,
-    Blobs,
-    blobs_delete,
     is_leased,
-    metadata_file_date,
     part_size_for,
     upload_close,
     upload_expiry,
+    upload_record,
     upload_reserve,
     upload_size_check,
     uploads_prefix,
@@ -271,32 +269,8 @@ def _complete(*, row: Upload, hasher, lease: Lease) -> IngestResult | None:
         local_complete(row)
     if sha256 is None:
         sha256 = hasher.hexdigest() if hasher is not None else blob_sha256(row.target_key)
-    with transaction.atomic():
-        locked = Upload.objects.select_for_update(of=("self",)).select_related("owner", "album").get(pk=row.pk)
-        if locked.state == Upload.State.COMPLETED:
-            return IngestResult(media=locked.media, created=False)
-        if locked.state != Upload.State.ACTIVE:
-            raise NotFound("no such upload")
-        result = media_record(owner=locked.owner, media_id=locked.new_media_id, key=locked.target_key,
-                              size=locked.length, sha256=sha256, filename=locked.filename,
-                              content_type=locked.filetype, reserved=locked.length, album=locked.album,
-                              file_modified_at=metadata_file_date(locked.metadata))
-        locked.state = Upload.State.COMPLETED
-        locked.media = result.media
-        locked.sha256 = sha256
-        locked.expires_at = upload_expiry()
-        locked.part_key = locked.tail_key = ""
-        locked.save(update_fields=["state", "media", "sha256", "expires_at", "part_key", "tail_key", "updated_at"])
-        if not result.created:
-            key = locked.target_key
-            transaction.on_commit(lambda: storage.delete(key))
-        if locked.partials:
-            # The partials' bytes are in the original now (their reservation was released
-            # with the final's, just above).
-            consumed = Blobs(files=[p["key"] for p in locked.partials])
-            transaction.on_commit(lambda: blobs_delete(consumed))
+    result = upload_record(upload_id=row.pk, sha256=sha256)
     running_hashes.drop(row.pk)
-    log.info("upload %s complete: media %s (%s)", row.pk, result.media.pk, "new" if result.created else "duplicate")
     return result
 
 
