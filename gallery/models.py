@@ -70,6 +70,11 @@ class MediaQuerySet(models.QuerySet):
     def timeline(self) -> MediaQuerySet:
         return self.order_by("-taken_at", "-id")
 
+    def with_sha256(self, sha256: str) -> MediaQuerySet:
+        """Media whose bytes are known to have this SHA-256. A direct upload's is only the
+        client's claim until verify_direct_upload checks it, so it never counts as a copy."""
+        return self.filter(sha256=sha256).exclude(status=Media.Status.UPLOADING)
+
 
 class Media(models.Model):
     class Kind(models.TextChoices):

@@ -57,7 +57,7 @@ def media_ingest(*, owner: User, stream: IO[bytes], size: int, filename: str,
     filename = clean_filename(filename)
     quota_check(user=owner, requested=size)
     sha256 = sha256_of(stream)
-    existing = Media.objects.filter(owner=owner, sha256=sha256).order_by("created_at").first()
+    existing = Media.objects.filter(owner=owner).with_sha256(sha256).order_by("created_at").first()
     if existing is not None:
         return IngestResult(media=existing, created=False)
 
@@ -93,7 +93,7 @@ def media_record(*, owner: User, media_id: uuid.UUID, key: str, size: int, sha25
     locked = User.objects.select_for_update().get(pk=owner.pk)
     existing = None
     if dedup:
-        existing = Media.objects.filter(owner=locked, sha256=sha256).order_by("created_at").first()
+        existing = Media.objects.filter(owner=locked).with_sha256(sha256).order_by("created_at").first()
     if existing is not None:
         if reserved:
             User.objects.filter(pk=owner.pk).update(reserved_bytes=F("reserved_bytes") - reserved)

@@ -155,7 +155,7 @@ def direct_upload_verify(*, media_id: uuid.UUID | str) -> None:
                         media.pk, media.sha256, actual)
             media.details = {**media.details, "claimed_sha256": media.sha256}
             media.sha256 = actual
-        existing = (Media.objects.filter(owner_id=media.owner_id, sha256=actual).exclude(pk=media.pk)
+        existing = (Media.objects.filter(owner_id=media.owner_id).with_sha256(actual).exclude(pk=media.pk)
                     .order_by("created_at").first())
         if existing is not None:
             # The owner had these bytes already: the upload resolves to that media.
