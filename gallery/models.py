@@ -74,8 +74,11 @@ class MediaQuerySet(models.QuerySet):
         return self.owned_by(user).filter(trashed_at__isnull=True, in_vault=False)
 
     def same_bytes(self, *, owner_id, sha256: str) -> MediaQuerySet:
-        """The owner's media with these bytes, oldest first: what dedup resolves an upload to."""
-        return self.filter(owner_id=owner_id, sha256=sha256).order_by("created_at")
+        """The owner's media known to have these bytes, oldest first: what dedup resolves an
+        upload to. A direct upload's SHA-256 is only the client's claim until
+        verify_direct_upload checks it, so an `uploading` media never counts as a copy."""
+        return (self.filter(owner_id=owner_id, sha256=sha256).exclude(status=Media.Status.UPLOADING)
+                .order_by("created_at"))
 
     def timeline(self) -> MediaQuerySet:
         return self.order_by("-taken_at", "-id")

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import socket
 import threading
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import NoReturn
 from urllib.parse import parse_qsl, urlsplit
 
 import boto3
@@ -33,6 +35,27 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def unavailable(reason: str) -> NoReturn:
+    """A part a test needs is missing: skip here, fail under CI (CI=true), where it must be."""
+    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+        pytest.fail(f"{reason} (CI is set, so this is an error, not a skip)")
+    pytest.skip(reason)
+
+
+def required_redis_url() -> str:
+    """REDIS_URL of a Redis that answers; see `unavailable` when there is none."""
+    url = os.environ.get("REDIS_URL")
+    if not url:
+        unavailable("REDIS_URL is not set (CI sets it)")
+    import redis
+
+    try:
+        redis.Redis.from_url(url, socket_connect_timeout=2).ping()
+    except redis.RedisError as exc:
+        unavailable(f"Redis at {url} does not answer: {exc}")
+    return url
 
 
 @pytest.fixture(scope="session")

@@ -89,6 +89,8 @@ def media_exists(request):
     query = MediaExistsSerializer(data=request.data)
     query.is_valid(raise_exception=True)
     wanted = {sha.lower() for sha in query.validated_data["sha256"]}
-    found = dict(Media.objects.visible_to(request.user).filter(sha256__in=wanted).values_list("sha256", "id"))
+    # An unverified direct upload's SHA-256 is a claim: a phone must not skip bytes for it.
+    found = dict(Media.objects.visible_to(request.user).filter(sha256__in=wanted)
+                 .exclude(status=Media.Status.UPLOADING).values_list("sha256", "id"))
     return Response({"exists": sorted(found), "missing": sorted(wanted - found.keys()),
                      "media": {sha: str(media_id) for sha, media_id in sorted(found.items())}})

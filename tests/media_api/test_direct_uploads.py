@@ -17,6 +17,7 @@ import requests
 from gallery.models import Media, Upload
 from gallery.services.accounts import user_create
 from gallery.storage import media_storage
+from gallery.uploads.direct import direct_upload_verify
 from tests.conftest import api_client
 
 pytestmark = pytest.mark.django_db
@@ -265,3 +266,51 @@ def test_part_urls_are_signed_for_the_public_endpoint(s3, settings, moto_server,
     with django_capture_on_commit_callbacks(execute=True):
         completed = alice_api.post(f"/api/v1/direct-uploads/{plan['id']}/complete", {"parts": parts}, format="json")
     assert completed.status_code == 201, completed.json()
+
+
+# --- An unverified claim is not a media to resolve to --------------------------------------
+def _complete_unverified(api, data: bytes, *, claim: str) -> str:
+    """A direct upload of `data` claiming SHA-256 `claim`, completed; its verification job is
+    left queued (as when the worker has not got to it yet). Returns the media id."""
+    plan = start(api, data, sha256=claim).json()
+    body = api.post(f"/api/v1/direct-uploads/{plan['id']}/complete", {"parts": put_parts(plan, data)},
+                    format="json").json()
+    assert body["media"]["status"] == Media.Status.UPLOADING
+    return body["media"]["id"]
+
+
+def _stored(media: Media) -> bytes:
+    with media_storage().open(media.original_key, "rb") as fh:
+        return fh.read()
+
+
+def test_bytes_that_match_only_an_unverified_claim_are_kept_as_their_own_media(s3, alice, alice_api, upload):
+    wanted, other = os.urandom(3000), os.urandom(4000)
+    liar = _complete_unverified(alice_api, other, claim=hashlib.sha256(wanted).hexdigest())
+    # A phone asking whether the server has these bytes is told to send them.
+    asked = alice_api.post("/api/v1/media/exists", {"sha256": [hashlib.sha256(wanted).hexdigest()]}, format="json")
+    assert asked.json()["missing"] == [hashlib.sha256(wanted).hexdigest()]
+    # The real bytes arrive by the multipart way while the claim is unverified.
+    response = upload(alice_api, name="real.bin", data=wanted)
+    assert response.status_code == 201 and response.json()["id"] != liar
+    direct_upload_verify(media_id=liar)
+    kept = Media.objects.get(owner=alice, sha256=hashlib.sha256(wanted).hexdigest())
+    assert _stored(kept) == wanted
+    assert Media.objects.get(pk=liar).sha256 == hashlib.sha256(other).hexdigest()
+    alice.refresh_from_db()
+    assert (alice.used_bytes, alice.reserved_bytes) == (len(wanted) + len(other), 0)
+
+
+def test_verification_never_resolves_to_a_media_whose_claim_is_unverified(s3, alice, alice_api):
+    wanted, other = os.urandom(3000), os.urandom(4000)
+    claim = hashlib.sha256(wanted).hexdigest()
+    liar = _complete_unverified(alice_api, other, claim=claim)
+    honest = _complete_unverified(alice_api, wanted, claim=claim)
+    direct_upload_verify(media_id=honest)  # the honest one is checked first
+    direct_upload_verify(media_id=liar)
+    by_sha = {m.sha256: m for m in Media.objects.filter(owner=alice)}
+    assert set(by_sha) == {claim, hashlib.sha256(other).hexdigest()}
+    assert _stored(by_sha[claim]) == wanted
+    assert Upload.objects.get(media__isnull=False, sha256=claim, media__sha256=claim).media_id == by_sha[claim].pk
+    alice.refresh_from_db()
+    assert (alice.used_bytes, alice.reserved_bytes) == (len(wanted) + len(other), 0)
