@@ -8,4 +8,5 @@ COPY . .
 ENV CHIPMUNK_DATA_DIR=/data STATIC_ROOT=/app/staticfiles
 RUN mkdir -p /data && python manage.py collectstatic --noinput
 EXPOSE 8000
+# `manage.py run` serves with config.server's options: 431 past MAX_REQUEST_HEADER_SIZE (docs/security.md).
 CMD ["python", "manage.py", "run", "--no-worker"]

@@ -7,6 +7,7 @@ layer). Invalid values stop start-up with ImproperlyConfigured naming the variab
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import secrets
@@ -99,7 +100,16 @@ CSRF_TRUSTED_ORIGINS = [o.strip() for o in env_str("CSRF_TRUSTED_ORIGINS").split
 BIND_ADDRESS = env_str("BIND_ADDRESS", "127.0.0.1")
 PORT = env_int("PORT", 8000, minimum=1)
 WEB_WORKERS = env_int("WEB_WORKERS", 1, minimum=1)
+# Proxies whose X-Forwarded-For/-Proto Chipmunk believes (gallery.web.security), comma-separated
+# addresses or networks; "*" believes whoever connects, for one hop (the address it appended).
 FORWARDED_ALLOW_IPS = env_str("FORWARDED_ALLOW_IPS", "127.0.0.1")
+for _item in [i.strip() for i in FORWARDED_ALLOW_IPS.split(",") if i.strip() not in ("", "*")]:
+    try:
+        ipaddress.ip_network(_item, strict=False)
+    except ValueError:
+        raise ImproperlyConfigured(f"FORWARDED_ALLOW_IPS must list addresses, networks or *, got {_item!r}") from None
+# The most bytes of request line and headers uvicorn reads before answering 431 (config.server).
+MAX_REQUEST_HEADER_SIZE = env_bytes("MAX_REQUEST_HEADER_SIZE", "64KiB")
 if PORT > 65535:
     raise ImproperlyConfigured(f"PORT must be at most 65535, got {PORT}")
 
@@ -119,7 +129,11 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: it decides what the proxy headers are worth before anything reads them.
+    "gallery.web.security.ProxyHeadersMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    # Above sessions and CSRF, so its response hook sees the cookies they set.
+    "gallery.web.security.SecureResponseMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -188,6 +202,13 @@ if REDIS_URL:
     }
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+# Login throttling counts here (gallery.throttle): in Redis every web process and host shares
+# them; without REDIS_URL each process keeps its own (fine for the embedded single process).
+if REDIS_URL:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL,
+                          "KEY_PREFIX": "chipmunk"}}
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
 # --- Storage -----------------------------------------------------------------------------
 STORAGE_BACKEND = env_choice("STORAGE_BACKEND", "local", ("local", "s3"))
@@ -309,6 +330,29 @@ PASSWORD_HASHERS = [
 OIDC_RP_CLIENT_ID = env_str("OIDC_RP_CLIENT_ID")
 OIDC_RP_CLIENT_SECRET = env_str("OIDC_RP_CLIENT_SECRET")
 OIDC_OP_DISCOVERY_URL = env_str("OIDC_OP_DISCOVERY_URL")
+# Failed logins (/login/, /admin/login/) allowed per window, per account and per client address,
+# before 429 with Retry-After; the window is fixed and then starts over (gallery.throttle).
+THROTTLE_WINDOW_SECONDS = env_int("THROTTLE_WINDOW_SECONDS", 60, minimum=1)
+LOGIN_FAILURES_PER_ACCOUNT = env_int("LOGIN_FAILURES_PER_ACCOUNT", 5, minimum=1)
+LOGIN_FAILURES_PER_ADDRESS = env_int("LOGIN_FAILURES_PER_ADDRESS", 20, minimum=1)
+# scope -> (failures allowed, window in seconds); other doors (vault unlock, share passwords) add theirs.
+THROTTLE_RULES = {
+    "login-account": (LOGIN_FAILURES_PER_ACCOUNT, THROTTLE_WINDOW_SECONDS),
+    "login-address": (LOGIN_FAILURES_PER_ADDRESS, THROTTLE_WINDOW_SECONDS),
+}
+
+# --- HTTPS and browser policies (gallery.web.security) -------------------------------------
+# A request is secure when it came over TLS, or a trusted proxy (FORWARDED_ALLOW_IPS) says
+# X-Forwarded-Proto: https; the middleware drops that header from anyone else.
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# Sent on secure responses only; 0 sends none.
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31_536_000, minimum=0)
+# On every HTML page. Templates carry no inline script or style: everything is under static/.
+CONTENT_SECURITY_POLICY = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
+                           "connect-src 'self' ws: wss:; object-src 'none'; base-uri 'self'; frame-ancestors 'none'")
+# /health/ shows its details (queue counts, cache sizes, errors) to staff sessions and to
+# `Authorization: Bearer <token>` or ?token=<token>; anonymous callers see status and ok only.
+HEALTH_TOKEN = env_str("HEALTH_TOKEN")
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [

@@ -6,10 +6,13 @@ from django.urls import include, path, re_path
 
 from gallery import health
 from gallery.delivery import views as delivery
+from gallery.web import views as web
 
 urlpatterns = [
+    # Before admin.site.urls, so the admin's login is the throttled one.
+    path("admin/login/", web.admin_login),
     path("admin/", admin.site.urls),
-    path("login/", auth_views.LoginView.as_view(), name="login"),
+    path("login/", web.login, name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("health/", health.health, name="health"),
     path("api/v1/", include("media_api.urls")),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.core.exceptions import ValidationError
@@ -19,6 +21,19 @@ class EventsConsumer(AsyncJsonWebsocketConsumer):
         self.group = user_group(user.pk)
         await self.channel_layer.group_add(self.group, self.channel_name)
         await self.accept()
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None, **kwargs) -> None:
+        # The page sends nothing yet; a frame that is not a JSON text message ends the socket
+        # with 1003 (unsupported data) instead of an exception in the ASGI application.
+        if text_data is None:
+            await self.close(code=1003)
+            return
+        try:
+            content = json.loads(text_data)
+        except (ValueError, RecursionError):  # RecursionError: "[[[[..." nested past the stack
+            await self.close(code=1003)
+            return
+        await self.receive_json(content)
 
     async def disconnect(self, code: int) -> None:
         if hasattr(self, "group"):

@@ -6,6 +6,7 @@ gallery does not import them.
 
 from __future__ import annotations
 
+import hmac
 import logging
 import os
 import time
@@ -17,6 +18,7 @@ from django.http import JsonResponse
 from django.views.decorators.cache import never_cache
 
 from gallery import jobs
+from gallery.auth import bearer_token
 from gallery.storage import is_s3, media_storage, s3_client
 
 log = logging.getLogger(__name__)
@@ -88,8 +90,21 @@ def run_checks() -> tuple[bool, dict[str, Any]]:
     return healthy, report
 
 
+def may_see_details(request) -> bool:
+    """Staff sessions and holders of HEALTH_TOKEN see counts, sizes and errors; others only ok."""
+    if getattr(request, "user", None) is not None and request.user.is_active and request.user.is_staff:
+        return True
+    token = settings.HEALTH_TOKEN
+    if not token:
+        return False
+    offered = bearer_token(request) or request.GET.get("token", "")
+    return hmac.compare_digest(offered.encode(), token.encode())
+
+
 @never_cache
 def health(request):
     healthy, report = run_checks()
+    if not may_see_details(request):
+        report = {name: {"ok": part["ok"]} for name, part in report.items()}
     return JsonResponse({"status": "ok" if healthy else "unavailable", "checks": report},
                         status=200 if healthy else 503)

@@ -25,6 +25,7 @@ def start_with(env: dict[str, str]) -> subprocess.CompletedProcess:
     ("PORT", "eighty"), ("DEBUG", "maybe"), ("STORAGE_BACKEND", "floppy"), ("DEFAULT_QUOTA", "huge"),
     ("WORKER_CONCURRENCY", "0"), ("SEARCH_BACKEND", "grep"), ("JOB_LEASE_SECONDS", "1"),
     ("DATABASE_POOL", "true"),  # on SQLite
+    ("FORWARDED_ALLOW_IPS", "nginx"), ("MAX_REQUEST_HEADER_SIZE", "big"), ("LOGIN_FAILURES_PER_ACCOUNT", "0"),
 ])
 def test_invalid_setting_names_the_variable(name, value, tmp_path):
     # DATABASE_URL empty: SQLite, whatever the caller (CI) points the tests at.
@@ -36,6 +37,18 @@ def test_invalid_setting_names_the_variable(name, value, tmp_path):
 def test_s3_needs_its_keys(tmp_path):
     result = start_with({"STORAGE_BACKEND": "s3", "S3_ACCESS_KEY_ID": "", "CHIPMUNK_DATA_DIR": str(tmp_path)})
     assert result.returncode != 0 and "S3_ACCESS_KEY_ID" in result.stderr
+
+
+def test_throttle_counts_are_shared_through_redis_when_it_is_configured(tmp_path):
+    """Several web processes must count the same failures: with REDIS_URL the cache is Redis."""
+    code = "from django.conf import settings; print(settings.CACHES['default']['BACKEND'])"
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings", "CHIPMUNK_DATA_DIR": str(tmp_path),
+           "DATABASE_URL": ""}
+    for redis_url, backend in (("redis://redis:6379/0", "django.core.cache.backends.redis.RedisCache"),
+                               ("", "django.core.cache.backends.locmem.LocMemCache")):
+        result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env={**env, "REDIS_URL": redis_url},
+                                capture_output=True, text=True, timeout=60)
+        assert result.stdout.strip() == backend, result.stderr
 
 
 def settings_variables() -> set[str]:

@@ -114,3 +114,92 @@ async def test_upload_and_processing_events_arrive(layer, alice, corpus):
     assert [e["event"] for e in seen] == ["media.created", "media.processing", "media.ready"]
     assert all(e["media_id"] == str(media.pk) for e in seen)
     await comm.disconnect()
+
+
+# --- The handshake's Origin, through config.asgi.application with a real session ---------
+def session_cookie(user) -> bytes:
+    from django.db import connection
+    from django.test import Client
+
+    try:
+        browser = Client()
+        browser.force_login(user)
+        return f"sessionid={browser.cookies['sessionid'].value}".encode()
+    finally:
+        connection.close()
+
+
+async def handshake(user, origin: str | None, *, host: str = "127.0.0.1", scheme: str | None = None,
+                    client: tuple[str, int] | None = None, extra: list | None = None) -> tuple[bool, object]:
+    from config.asgi import application
+
+    headers = [(b"host", host.encode()), (b"cookie", await sync_to_async(session_cookie)(user))]
+    if origin is not None:
+        headers.append((b"origin", origin.encode()))
+    comm = WebsocketCommunicator(application, "/ws/events/", headers=headers + (extra or []))
+    if scheme:
+        comm.scope["scheme"] = scheme
+    if client:
+        comm.scope["client"] = client
+    connected, code = await comm.connect(timeout=5)
+    if connected:
+        await comm.disconnect()
+    return connected, code
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_same_origin_with_the_victims_cookie_is_accepted(layer, alice):
+    assert (await handshake(alice, "http://127.0.0.1"))[0]
+    assert (await handshake(alice, "http://127.0.0.1:8000", host="127.0.0.1:8000"))[0]
+    assert (await handshake(alice, "https://127.0.0.1", scheme="wss"))[0]
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("origin", ["http://127.0.0.1:9999", "https://127.0.0.1", "http://evil.example",
+                                    "http://127.0.0.1.evil.example", "null", None])
+async def test_another_origin_is_refused(layer, alice, origin):
+    connected, _ = await handshake(alice, origin)
+    assert not connected
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_host_outside_allowed_hosts_is_refused_even_with_a_matching_origin(layer, alice):
+    """DNS rebinding: the attacker's name pointed at this server is its own origin."""
+    assert not (await handshake(alice, "http://evil.example", host="evil.example"))[0]
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_scheme_from_a_trusted_proxy_and_trusted_origins(layer, alice, settings):
+    settings.FORWARDED_ALLOW_IPS = "10.0.0.2"
+    https = [(b"x-forwarded-proto", b"https")]
+    assert (await handshake(alice, "https://127.0.0.1", client=("10.0.0.2", 40000), extra=https))[0]
+    assert not (await handshake(alice, "http://127.0.0.1", client=("10.0.0.2", 40000), extra=https))[0]
+    # The same header from anyone else is not believed.
+    assert not (await handshake(alice, "https://127.0.0.1", client=("198.51.100.7", 40000), extra=https))[0]
+    settings.CSRF_TRUSTED_ORIGINS = ["https://photos.example.org", "https://*.example.net"]
+    assert (await handshake(alice, "https://photos.example.org"))[0]
+    assert (await handshake(alice, "https://app.example.net"))[0]
+    assert not (await handshake(alice, "http://photos.example.org"))[0]
+    assert not (await handshake(alice, "https://photos.example.org:8443"))[0]
+
+
+# --- Frames the page never sends -----------------------------------------------------------
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("frame", [{"text_data": "not json {"}, {"bytes_data": b"\x00\x01binary"},
+                                   {"text_data": "[" * 100_000}])
+async def test_a_malformed_frame_closes_the_socket_with_1003(layer, alice, frame):
+    comm = communicator(alice)
+    assert (await comm.connect())[0]
+    await comm.send_to(**frame)
+    # An exception in the consumer would be raised here instead (the old "Exception in ASGI application").
+    assert await comm.receive_output(timeout=5) == {"type": "websocket.close", "code": 1003}
+    await comm.disconnect()  # the server's answer to the close; the consumer ends without raising
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_json_frame_is_ignored_and_the_socket_stays(layer, alice):
+    comm = communicator(alice)
+    assert (await comm.connect())[0]
+    await comm.send_json_to({"hello": 1})
+    assert await comm.receive_nothing(timeout=0.3)
+    await comm.disconnect()

@@ -7,8 +7,8 @@ from tests.conftest import MotoServer, free_port, use_storage
 pytestmark = pytest.mark.django_db
 
 
-def test_health_reports_every_part(client, storage):
-    response = client.get("/health/")
+def test_health_reports_every_part(admin_client, storage):
+    response = admin_client.get("/health/")
     assert response.status_code == 200, response.json()
     body = response.json()
     assert body["status"] == "ok"
@@ -19,7 +19,8 @@ def test_health_reports_every_part(client, storage):
     assert cache["enabled"] is True and {"hits", "misses", "entries", "bytes"} <= set(cache)
 
 
-def test_health_is_503_when_object_storage_stops(client, settings):
+def test_health_is_503_when_object_storage_stops(admin_client, settings):
+    client = admin_client
     server = MotoServer().start()
     use_storage(settings, server.storage_config(server.new_bucket()))
     assert client.get("/health/").status_code == 200
@@ -87,7 +88,8 @@ def test_health_is_503_when_local_storage_is_not_writable(client, settings, tmp_
     assert response.json()["checks"]["storage"]["ok"] is False
 
 
-def test_health_channel_layer_with_redis(client, settings):
+def test_health_channel_layer_with_redis(admin_client, settings):
+    client = admin_client
     import os
 
     redis_url = os.environ.get("REDIS_URL")
@@ -100,3 +102,39 @@ def test_health_channel_layer_with_redis(client, settings):
     response = client.get("/health/")
     assert response.status_code == 503
     assert response.json()["checks"]["channel_layer"]["ok"] is False
+
+
+def test_anonymous_callers_see_status_and_ok_only(client, alice):
+    body = client.get("/health/").json()
+    assert body["status"] == "ok"
+    assert body["checks"] and all(part == {"ok": True} for part in body["checks"].values())
+    client.force_login(alice)  # a user who is not staff is anonymous here
+    assert all(part == {"ok": True} for part in client.get("/health/").json()["checks"].values())
+
+
+def test_a_failing_part_shows_no_error_to_anonymous_callers(client, admin_client, settings, tmp_path):
+    from config.settings import local_storage_config
+
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    use_storage(settings, local_storage_config(blocker / "media"))
+    anonymous = client.get("/health/")
+    assert anonymous.status_code == 503
+    assert anonymous.json()["checks"]["storage"] == {"ok": False}
+    assert "error" in admin_client.get("/health/").json()["checks"]["storage"]
+
+
+def test_the_health_token_shows_the_details(client, settings):
+    settings.HEALTH_TOKEN = "s3cret-health-token"
+    detailed = client.get("/health/", HTTP_AUTHORIZATION="Bearer s3cret-health-token").json()["checks"]
+    assert "vendor" in detailed["database"] and "enabled" in detailed["blob_cache"]
+    assert "vendor" in client.get("/health/?token=s3cret-health-token").json()["checks"]["database"]
+    for wrong in ({"HTTP_AUTHORIZATION": "Bearer s3cret-health-tokeN"}, {"QUERY_STRING": "token=s3cret"},
+                  {"QUERY_STRING": "token="}):
+        assert client.get("/health/", **wrong).json()["checks"]["database"] == {"ok": True}
+
+
+def test_no_health_token_configured_means_no_token_works(client, settings):
+    settings.HEALTH_TOKEN = ""
+    assert client.get("/health/?token=").json()["checks"]["database"] == {"ok": True}
+    assert client.get("/health/", HTTP_AUTHORIZATION="Bearer ").json()["checks"]["database"] == {"ok": True}

@@ -9,6 +9,7 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand
 
+from config.server import uvicorn_options
 from gallery.models import User
 from gallery.services.accounts import user_create
 
@@ -31,9 +32,8 @@ class Command(BaseCommand):
                           f"(data in {settings.DATA_DIR})", ending="\n")
         self.stdout.flush()
         try:
-            uvicorn.run("config.asgi:application", host=settings.BIND_ADDRESS, port=settings.PORT,
-                        workers=settings.WEB_WORKERS, proxy_headers=True, log_level="info", lifespan="off",
-                        forwarded_allow_ips=settings.FORWARDED_ALLOW_IPS)
+            uvicorn.run("config.asgi:application",
+                        **uvicorn_options(host=settings.BIND_ADDRESS, port=settings.PORT, workers=settings.WEB_WORKERS))
         finally:
             if worker is not None:
                 worker.terminate()
