@@ -27,7 +27,7 @@ from django.conf import settings as django_settings
 from websockets.sync.client import connect as ws_connect
 
 from gallery.models import Job, Media, Upload
-from tests.conftest import S3_KEYS, free_port, required_redis_url
+from tests.conftest import free_port, required_redis_url
 from tests.gallery.test_worker import ROOT, database_url
 from tests.media_api.conftest import key_for
 
@@ -110,8 +110,8 @@ def test_two_web_processes_and_two_workers_share_one_upload_and_its_events(alice
     bucket = moto_server.new_bucket()
     env = {**os.environ, "DATABASE_URL": database_url(), "REDIS_URL": redis_url, "JOBS_MODE": "queue",
            "STORAGE_BACKEND": "s3", "S3_ENDPOINT_URL": moto_server.endpoint, "S3_BUCKET": bucket,
-           "S3_REGION": "us-east-1", "S3_ACCESS_KEY_ID": S3_KEYS["access_key"],
-           "S3_SECRET_ACCESS_KEY": S3_KEYS["secret_key"], "TUS_S3_PART_SIZE": "5MiB",
+           "S3_REGION": "us-east-1", "S3_ACCESS_KEY_ID": moto_server.credentials["access_key"],
+           "S3_SECRET_ACCESS_KEY": moto_server.credentials["secret_key"], "TUS_S3_PART_SIZE": "5MiB",
            # Every process signs and reads the same sessions.
            "SECRET_KEY": django_settings.SECRET_KEY, "LOG_LEVEL": "warning", "DEBUG": "false"}
     # A real photo, padded past two S3 parts (decoders stop at the end-of-image marker).
