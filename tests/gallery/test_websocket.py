@@ -24,6 +24,7 @@ from config.asgi import application
 from config.settings import local_storage_config
 from gallery import events
 from tests.conftest import required_redis_url, use_storage
+from tests.gallery.test_events import make_media
 from tests.gallery.test_worker import ROOT, database_url
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -84,13 +85,15 @@ async def test_a_logged_in_page_hears_its_events_and_a_stranger_hears_nothing(la
     theirs = socket_to(cookie=await session_cookie("charlie"))
     assert (await mine.connect(timeout=10))[0]
     assert (await theirs.connect(timeout=10))[0]
-    await _in_thread(events.send)(alice.pk, "media.ready", media_id="m-1")
+    # Events name real media: the socket passes on only what the visibility rule lets through.
+    photo, theirs_photo = await _in_thread(make_media)(alice), await _in_thread(make_media)(charlie)
+    await _in_thread(events.send)(alice.pk, "media.ready", media_id=str(photo.pk))
     await _in_thread(events.send)(alice.pk, "media.deleted", media_id="m-2")
-    assert await mine.receive_json_from(timeout=5) == {"event": "media.ready", "media_id": "m-1"}
+    assert await mine.receive_json_from(timeout=5) == {"event": "media.ready", "media_id": str(photo.pk)}
     assert await mine.receive_json_from(timeout=5) == {"event": "media.deleted", "media_id": "m-2"}
     # charlie's socket is open and works (it hears his own event), yet heard none of alice's.
-    await _in_thread(events.send)(charlie.pk, "media.ready", media_id="c-1")
-    assert await theirs.receive_json_from(timeout=5) == {"event": "media.ready", "media_id": "c-1"}
+    await _in_thread(events.send)(charlie.pk, "media.ready", media_id=str(theirs_photo.pk))
+    assert await theirs.receive_json_from(timeout=5) == {"event": "media.ready", "media_id": str(theirs_photo.pk)}
     assert await theirs.receive_nothing(timeout=0.5)
     await mine.disconnect()
     await theirs.disconnect()
