@@ -317,6 +317,11 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["media_api.auth.HasScope"],
     "EXCEPTION_HANDLER": "media_api.errors.exception_handler",
+    "DEFAULT_PARSER_CLASSES": [
+        "media_api.parsers.JSONParser",  # deep nesting is a 400
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
 }

@@ -4,8 +4,10 @@ Querysets come from the one visibility rule; writes call services."""
 
 from __future__ import annotations
 
+from django.utils.dateparse import parse_datetime
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action, api_view
+from rest_framework.exceptions import NotFound
 from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 
@@ -30,6 +32,19 @@ class TimelinePagination(CursorPagination):
     page_size = 100
     page_size_query_param = "page_size"
     max_page_size = 500
+
+    def decode_cursor(self, request):
+        # DRF checks the offset and direction of a cursor but hands its position to the
+        # query as it came: junk there was a 500 (a bad date). Ours are aware datetimes.
+        cursor = super().decode_cursor(request)
+        if cursor is not None and cursor.position is not None:
+            try:
+                position = parse_datetime(cursor.position)
+            except ValueError:
+                position = None
+            if position is None or position.tzinfo is None:
+                raise NotFound(self.invalid_cursor_message)
+        return cursor
 
     def paginate_queryset(self, queryset, request, view=None):
         self.count = queryset.count()
