@@ -23,6 +23,7 @@ from rest_framework.views import APIView
 from gallery.exceptions import (
     FinalUploadReadOnly,
     InvalidInput,
+    MetadataTooLarge,
     PartialNotFound,
     UnsupportedMediaType,
     UnsupportedVersion,
@@ -64,7 +65,12 @@ def content_length(request) -> int | None:
 
 
 def parse_metadata(raw: str) -> dict[str, str]:
-    """Upload-Metadata: comma-separated `key base64(value)` pairs; a key may stand alone."""
+    """Upload-Metadata: comma-separated `key base64(value)` pairs; a key may stand alone.
+
+    At most UPLOAD_METADATA_MAX_BYTES: it is stored with the upload, outside the quota."""
+    if len(raw) > settings.UPLOAD_METADATA_MAX_BYTES:
+        raise MetadataTooLarge(f"Upload-Metadata is {len(raw)} bytes; this server takes at most "
+                               f"{settings.UPLOAD_METADATA_MAX_BYTES}", max_bytes=settings.UPLOAD_METADATA_MAX_BYTES)
     pairs: dict[str, str] = {}
     for item in raw.split(","):
         item = item.strip()
