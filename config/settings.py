@@ -289,6 +289,10 @@ Path(FILE_UPLOAD_TEMP_DIR).mkdir(parents=True, exist_ok=True)
 TUS_MAX_SIZE = env_bytes("TUS_MAX_SIZE", "50GB")
 # An upload nobody touches for this long expires: its bytes go, its reservation is released.
 UPLOAD_EXPIRY_HOURS = env_int("UPLOAD_EXPIRY_HOURS", 24, minimum=1)
+# Unfinished uploads (tus and direct) one user may hold at once; one more is a 429.
+UPLOAD_MAX_ACTIVE = env_int("UPLOAD_MAX_ACTIVE", 100, minimum=1)
+# Largest tus Upload-Metadata header: it is stored with the upload, outside the quota.
+UPLOAD_METADATA_MAX_BYTES = env_bytes("UPLOAD_METADATA_MAX_BYTES", "4KiB")
 # S3 multipart part sizes (tus through us / presigned direct parts); grown to fit 10,000 parts.
 TUS_S3_PART_SIZE = env_bytes("TUS_S3_PART_SIZE", "8MiB")
 DIRECT_UPLOAD_PART_SIZE = env_bytes("DIRECT_UPLOAD_PART_SIZE", "16MiB")
@@ -361,6 +365,11 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["media_api.auth.HasScope"],
     "EXCEPTION_HANDLER": "media_api.errors.exception_handler",
+    "DEFAULT_PARSER_CLASSES": [
+        "media_api.parsers.JSONParser",  # deep nesting is a 400
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
 }

@@ -89,6 +89,17 @@ class DirectUploadUnavailable(Conflict):
     code = "direct_upload_unavailable"
 
 
+class MetadataTooLarge(InvalidInput):
+    code = "metadata_too_large"
+
+
+class TooManyUploads(ChipmunkError):
+    """The owner holds UPLOAD_MAX_ACTIVE unfinished uploads already."""
+
+    code = "too_many_uploads"
+    status = 429
+
+
 # --- tus concatenation -------------------------------------------------------------------
 class PartialNotFound(ChipmunkError):
     """A final upload names no usable partial upload of the caller's (whose, is never said)."""

@@ -18,8 +18,11 @@ import io
 import threading
 import time
 
+from asgiref.sync import sync_to_async
 from django.core.handlers.asgi import ASGIHandler
 from django.http import UnreadablePostError
+
+from media_api import body_gate
 
 STREAMED_PREFIXES = ("/api/v1/uploads",)
 STREAMED_METHODS = {"PATCH", "POST"}
@@ -29,6 +32,7 @@ RECEIVE_TIMEOUT_SECONDS = 60
 BUFFER_BYTES = 8 * 1024 * 1024
 
 _body: contextvars.ContextVar[ASGIBodyStream | None] = contextvars.ContextVar("chipmunk_body", default=None)
+_body_limit: contextvars.ContextVar[int | None] = contextvars.ContextVar("chipmunk_body_limit", default=None)
 
 
 class ASGIBodyStream(io.RawIOBase):
@@ -137,16 +141,47 @@ class ASGIBodyStream(io.RawIOBase):
 
 
 class StreamingUploadASGIHandler(ASGIHandler):
+    """Upload bodies streamed (tus), and refused before they are read (media_api.body_gate)."""
+
     async def handle(self, scope, receive, send):
-        if scope["method"] in STREAMED_METHODS and scope["path"].startswith(STREAMED_PREFIXES):
-            stream = ASGIBodyStream(receive, asyncio.get_running_loop())
-            token = _body.set(stream)
-            try:
-                return await super().handle(scope, stream.receive_after_body, send)
-            finally:
-                _body.reset(token)
-        return await super().handle(scope, receive, send)
+        limit_token = None
+        if body_gate.applies(scope):
+            verdict = await sync_to_async(body_gate.gate_check, thread_sensitive=True)(scope)
+            if verdict.refusal is not None:
+                await self.send_response(verdict.refusal, send)
+                return
+            limit_token = _body_limit.set(verdict.max_body)
+        try:
+            if scope["method"] in STREAMED_METHODS and scope["path"].startswith(STREAMED_PREFIXES):
+                stream = ASGIBodyStream(receive, asyncio.get_running_loop())
+                token = _body.set(stream)
+                try:
+                    return await super().handle(scope, stream.receive_after_body, send)
+                finally:
+                    _body.reset(token)
+            return await super().handle(scope, receive, send)
+        except body_gate.BodyTooLarge as exc:  # raised by read_body: nothing was sent yet
+            await self.send_response(body_gate.too_large(scope["path"], exc.limit), send)
+        finally:
+            if limit_token is not None:
+                _body_limit.reset(limit_token)
 
     async def read_body(self, receive):
         stream = _body.get()
-        return stream if stream is not None else await super().read_body(receive)
+        if stream is not None:
+            return stream
+        limit = _body_limit.get()
+        if limit is None:
+            return await super().read_body(receive)
+        received = 0
+
+        async def receive_counted():
+            # A body without a Content-Length: stop receiving once it is past the limit.
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > limit:
+                raise body_gate.BodyTooLarge(limit)
+            return message
+
+        return await super().read_body(receive_counted)

@@ -29,7 +29,7 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from gallery.exceptions import InvalidInput, NotFound, TooLarge, UploadBusy, UploadExpired
+from gallery.exceptions import InvalidInput, NotFound, TooLarge, TooManyUploads, UploadBusy, UploadExpired
 from gallery.models import Album, Media, Upload, User
 from gallery.services.accounts import quota_check
 from gallery.services.media import IngestResult, clean_filename, media_record
@@ -98,6 +98,7 @@ def upload_reserve(*, owner: User, kind: str, length: int, filename: str, filety
                    album: Album | None = None, metadata: dict[str, str] | None = None, sha256: str = "",
                    part_size: int = 0, concat: str = Upload.Concat.NONE) -> Upload:
     """Create an active upload of `length` bytes, reserving them against the owner's quota.
+    TooManyUploads when the owner holds UPLOAD_MAX_ACTIVE unfinished uploads already.
 
     A tus partial (`concat="partial"`) keeps its bytes under the uploads prefix, never at an
     original's key: they only become part of one when a final upload takes them."""
@@ -105,6 +106,12 @@ def upload_reserve(*, owner: User, kind: str, length: int, filename: str, filety
         raise InvalidInput("the length must not be negative")
     locked = User.objects.select_for_update().get(pk=owner.pk)
     quota_check(user=locked, requested=length)
+    # Counted under the user's row lock, so concurrent creations cannot pass the cap. An
+    # upload past its expiry is not counted: it answers 410 and cleanup closes it.
+    active = Upload.objects.filter(owner=locked, state=Upload.State.ACTIVE, expires_at__gt=timezone.now()).count()
+    if active >= settings.UPLOAD_MAX_ACTIVE:
+        raise TooManyUploads(f"you have {active} unfinished uploads, the most this server allows at once; "
+                             "finish or terminate some first", max_active=settings.UPLOAD_MAX_ACTIVE)
     User.objects.filter(pk=owner.pk).update(reserved_bytes=F("reserved_bytes") + length)
     filename = clean_filename(filename)
     upload = Upload(owner=locked, kind=kind, length=length, filename=filename, filetype=filetype[:127],

@@ -9,10 +9,9 @@ from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action, api_view
 from rest_framework.response import Response
 
-from gallery.exceptions import QuotaExceeded
 from gallery.models import Media, Variant
-from gallery.services.accounts import quota_check
 from gallery.services.media import media_delete, media_ingest, media_rotate_token
+from media_api.body_gate import multipart_quota_check
 from media_api.pagination import KeysetPagination
 from media_api.serializers import (
     VARIANT_FIELDS,
@@ -21,10 +20,6 @@ from media_api.serializers import (
     MediaSerializer,
     MediaUploadSerializer,
 )
-
-# A multipart body carries a few hundred bytes of framing around the file; a body larger
-# than the free space by more than this cannot hold a file that fits.
-MULTIPART_SLACK = 64 * 1024
 
 
 class MediaViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.DestroyModelMixin,
@@ -56,14 +51,11 @@ class MediaViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Dest
         return Media.objects.visible_count(self.request.user, kind=self.filters.get("kind"))
 
     def create(self, request):
-        declared = int(request.META.get("CONTENT_LENGTH") or 0)
-        if declared > MULTIPART_SLACK:
-            # Refuse before reading the body when it cannot fit.
-            try:
-                quota_check(user=request.user, requested=declared - MULTIPART_SLACK)
-            except QuotaExceeded as exc:
-                exc.extra["requested"] = declared
-                raise
+        # Refuse before reading the body when it cannot fit. (Under ASGI the body gate did
+        # so already, before Django received the body; under WSGI this is the first check.)
+        declared = (request.META.get("CONTENT_LENGTH") or "").strip()
+        if declared.isascii() and declared.isdigit() and len(declared) <= 20:
+            multipart_quota_check(user=request.user, declared=int(declared))
         upload = MediaUploadSerializer(data=request.data)
         upload.is_valid(raise_exception=True)
         file = upload.validated_data["file"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
+import re
 from urllib.parse import urlsplit
 
 from django.conf import settings
@@ -22,6 +23,7 @@ from rest_framework.views import APIView
 from gallery.exceptions import (
     FinalUploadReadOnly,
     InvalidInput,
+    MetadataTooLarge,
     PartialNotFound,
     UnsupportedMediaType,
     UnsupportedVersion,
@@ -37,6 +39,9 @@ log = logging.getLogger(__name__)
 
 OFFSET_OCTET_STREAM = "application/offset+octet-stream"
 OVERRIDABLE = {"PATCH", "DELETE", "HEAD"}
+# ASCII digits only (str.isdigit() also takes "²" and "١", which int() refuses), and few
+# enough of them that int() never meets its 4300-digit limit: 20 digits pass any real size.
+NON_NEGATIVE_INT = re.compile(r"[0-9]{1,20}")
 
 
 def header_int(request, name: str, *, required: bool = False) -> int | None:
@@ -46,7 +51,7 @@ def header_int(request, name: str, *, required: bool = False) -> int | None:
             raise InvalidInput(f"the {name} header is required")
         return None
     raw = raw.strip()
-    if not raw.isdigit():
+    if not NON_NEGATIVE_INT.fullmatch(raw):
         raise InvalidInput(f"{name} must be a non-negative integer, got {raw[:40]!r}")
     return int(raw)
 
@@ -55,13 +60,18 @@ def content_length(request) -> int | None:
     raw = (request.META.get("CONTENT_LENGTH") or "").strip()
     if not raw:
         return None
-    if not raw.isdigit():
+    if not NON_NEGATIVE_INT.fullmatch(raw):
         raise InvalidInput("Content-Length must be a non-negative integer")
     return int(raw)
 
 
 def parse_metadata(raw: str) -> dict[str, str]:
-    """Upload-Metadata: comma-separated `key base64(value)` pairs; a key may stand alone."""
+    """Upload-Metadata: comma-separated `key base64(value)` pairs; a key may stand alone.
+
+    At most UPLOAD_METADATA_MAX_BYTES: it is stored with the upload, outside the quota."""
+    if len(raw) > settings.UPLOAD_METADATA_MAX_BYTES:
+        raise MetadataTooLarge(f"Upload-Metadata is {len(raw)} bytes; this server takes at most "
+                               f"{settings.UPLOAD_METADATA_MAX_BYTES}", max_bytes=settings.UPLOAD_METADATA_MAX_BYTES)
     pairs: dict[str, str] = {}
     for item in raw.split(","):
         item = item.strip()
