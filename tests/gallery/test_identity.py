@@ -15,6 +15,7 @@ from gallery import identity
 from gallery.models import Identity, User
 from gallery.services.accounts import user_create, user_set_plan
 from tests.conftest import free_port
+from tests.gallery.test_browser import server  # noqa: F401  (uvicorn on the test database, for Chromium)
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -183,3 +184,58 @@ def test_id_tokens_that_cannot_be_trusted(chipmunk, oidc, settings, client_id, r
     assert page.status_code == 400 and reason in page.text and "You have not been signed in" in page.text
     assert not User.objects.filter(username="dana").exists()
     assert http.get(f"{chipmunk}/api/v1/me/", timeout=30).status_code == 401
+
+
+def test_the_websocket_accepts_a_provider_session(chipmunk, oidc):
+    import asyncio
+
+    from channels.auth import AuthMiddlewareStack
+    from channels.routing import URLRouter
+    from channels.testing import WebsocketCommunicator
+
+    from gallery.routing import websocket_urlpatterns
+
+    http, landed = log_in(chipmunk, oidc, "dana")
+    assert "Nothing here yet" in landed.text
+    app = AuthMiddlewareStack(URLRouter(websocket_urlpatterns))
+
+    async def connect(cookie_header: str) -> bool:
+        comm = WebsocketCommunicator(app, "/ws/events/", headers=[(b"cookie", cookie_header.encode())])
+        connected, _ = await comm.connect(timeout=10)
+        await comm.disconnect()
+        return connected
+
+    assert asyncio.run(connect(f"sessionid={cookie(http, 'sessionid')}")) is True
+    assert asyncio.run(connect("sessionid=not-a-session")) is False
+
+
+def test_the_whole_flow_in_chromium(oidc_provider, monkeypatch, request):
+    """The same flow in a real browser: "Sign in with Test ID", the provider's form, the timeline."""
+    from tests.conftest import oidc_provider_secret
+    from tests.gallery.test_browser import CHROMIUM, CHROMIUM_ARGS, ensure_chromium
+
+    ensure_chromium()
+    for name, value in {"OIDC_ISSUER_URL": oidc_provider.issuer, "OIDC_CLIENT_ID": "chipmunk",
+                        "OIDC_CLIENT_SECRET": oidc_provider_secret(), "OIDC_PROVIDER_NAME": "Test ID"}.items():
+        monkeypatch.setenv(name, value)
+    base = request.getfixturevalue("server")  # uvicorn, started with the variables above
+    oidc_provider.allow(base)
+    from playwright.sync_api import sync_playwright
+
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page()
+            page.goto(f"{base}/")
+            page.click("text=Sign in with Test ID")
+            page.fill("#id_username", "erin")
+            page.fill("#id_password", "erin-password")
+            page.click("#provider-login button[type=submit]")
+            page.wait_for_selector("#grid")
+            assert "Nothing here yet" in page.inner_text("#grid")
+            assert page.url == f"{base}/"
+        finally:
+            browser.close()
+    erin = User.objects.get(username="erin")
+    assert erin.plan == "pro" and Identity.objects.get(user=erin).issuer == oidc_provider.issuer
