@@ -161,6 +161,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "gallery.login.login_options",
             ],
         },
     },
@@ -279,7 +280,27 @@ STATIC_ROOT.mkdir(parents=True, exist_ok=True)
 STATICFILES_DIRS = [BASE_DIR / "static"]
 
 # --- Uploads and quotas ------------------------------------------------------------------
-DEFAULT_QUOTA_BYTES = env_bytes("DEFAULT_QUOTA", "10GB")
+def env_plans(name: str, default: str) -> dict[str, int]:
+    """Quota plans like 'free:10GB,plus:150GB', in that order: name -> bytes."""
+    raw = os.environ.get(name) or default
+    plans: dict[str, int] = {}
+    for item in raw.split(","):
+        plan, _, size = item.strip().partition(":")
+        try:
+            if not re.fullmatch(r"[a-z0-9][a-z0-9_-]*", plan) or plan in plans:
+                raise ValueError
+            plans[plan] = parse_size(size)
+        except ValueError:
+            raise ImproperlyConfigured(
+                f"{name} must list distinct plans like free:10GB,plus:150GB (lowercase names); got {raw!r}") from None
+    return plans
+
+
+# A user has a plan and the quota follows it, unless the admin gave them a quota of their own.
+QUOTA_PLANS = env_plans("QUOTA_PLANS", "free:10GB,plus:150GB,pro:500GB")
+DEFAULT_PLAN = env_str("DEFAULT_PLAN", "free")
+if DEFAULT_PLAN not in QUOTA_PLANS:
+    raise ImproperlyConfigured(f"DEFAULT_PLAN must be one of QUOTA_PLANS ({', '.join(QUOTA_PLANS)}); got {DEFAULT_PLAN!r}")
 # Request bodies bigger than this go to a temporary file instead of memory.
 FILE_UPLOAD_MAX_MEMORY_SIZE = env_bytes("FILE_UPLOAD_MAX_MEMORY_SIZE", "4MiB")
 DATA_UPLOAD_MAX_MEMORY_SIZE = FILE_UPLOAD_MAX_MEMORY_SIZE
@@ -330,10 +351,49 @@ PASSWORD_HASHERS = [
     "django.contrib.auth.hashers.Argon2PasswordHasher",
     "django.contrib.auth.hashers.PBKDF2PasswordHasher",
 ]
-# OIDC (Keycloak in compose); read here so compose and settings agree, used by the login issue.
-OIDC_RP_CLIENT_ID = env_str("OIDC_RP_CLIENT_ID")
-OIDC_RP_CLIENT_SECRET = env_str("OIDC_RP_CLIENT_SECRET")
-OIDC_OP_DISCOVERY_URL = env_str("OIDC_OP_DISCOVERY_URL")
+# Password login; false leaves only the OpenID provider (which then must be configured).
+LOCAL_LOGIN = env_bool("LOCAL_LOGIN", True)
+# Login through an OpenID Connect provider (Keycloak, Authentik, Authelia; gallery.login,
+# gallery.identity). Its endpoints come from <issuer>/.well-known/openid-configuration,
+# fetched on first use and cached (gallery.identity.provider): start-up never waits for the
+# provider, and a provider that is down gives a clear page instead of a server that won't start.
+OIDC_ISSUER_URL = env_str("OIDC_ISSUER_URL").strip().rstrip("/")
+OIDC_CLIENT_ID = env_str("OIDC_CLIENT_ID")
+OIDC_CLIENT_SECRET = env_str("OIDC_CLIENT_SECRET")
+OIDC_PROVIDER_NAME = env_str("OIDC_PROVIDER_NAME", "single sign-on")
+OIDC_SCOPES = env_str("OIDC_SCOPES", "openid email profile")
+# Link a first provider login to a local account with the same (verified) e-mail.
+OIDC_LINK_BY_EMAIL = env_bool("OIDC_LINK_BY_EMAIL", False)
+# The claim whose first value naming a plan sets the user's plan at each login.
+OIDC_PLAN_CLAIM = env_str("OIDC_PLAN_CLAIM", "groups")
+# Provider access tokens on the API: RFC 7662 introspection (default: the discovery
+# document's introspection_endpoint), or JWT verification against the provider's keys.
+OIDC_INTROSPECTION_URL = env_str("OIDC_INTROSPECTION_URL")
+OIDC_ACCESS_TOKEN_JWT = env_bool("OIDC_ACCESS_TOKEN_JWT", False)
+# The audience a JWT access token must name; empty: OIDC_CLIENT_ID.
+OIDC_ACCESS_TOKEN_AUDIENCE = env_str("OIDC_ACCESS_TOKEN_AUDIENCE")
+# Seconds to wait for the provider.
+OIDC_TIMEOUT = env_int("OIDC_TIMEOUT", 10, minimum=1)
+if OIDC_ISSUER_URL and not (OIDC_CLIENT_ID and OIDC_CLIENT_SECRET):
+    raise ImproperlyConfigured("OIDC_ISSUER_URL needs OIDC_CLIENT_ID and OIDC_CLIENT_SECRET")
+if not OIDC_ISSUER_URL and not LOCAL_LOGIN:
+    raise ImproperlyConfigured("LOCAL_LOGIN=false needs an OpenID provider: set OIDC_ISSUER_URL")
+if OIDC_ISSUER_URL and not OIDC_ISSUER_URL.startswith(("https://", "http://")):
+    raise ImproperlyConfigured(f"OIDC_ISSUER_URL must be an http(s) URL, got {OIDC_ISSUER_URL!r}")
+# The same, under the names mozilla-django-oidc reads (endpoints come from discovery).
+OIDC_RP_CLIENT_ID = OIDC_CLIENT_ID
+OIDC_RP_CLIENT_SECRET = OIDC_CLIENT_SECRET
+OIDC_RP_SCOPES = OIDC_SCOPES
+OIDC_RP_SIGN_ALGO = "RS256"
+OIDC_USE_PKCE = True
+OIDC_STORE_ID_TOKEN = True  # the id_token_hint of the provider's logout
+OIDC_AUTHENTICATE_CLASS = "gallery.login.ProviderLoginView"
+OIDC_CALLBACK_CLASS = "gallery.login.ProviderCallbackView"
+OIDC_OP_LOGOUT_URL_METHOD = "gallery.login.provider_logout_url"
+AUTHENTICATION_BACKENDS = [
+    *(["django.contrib.auth.backends.ModelBackend"] if LOCAL_LOGIN else []),
+    "gallery.login.ProviderBackend",
+]
 # Failed logins (/login/, /admin/login/) allowed per window, per account and per client address,
 # before 429 with Retry-After; the window is fixed and then starts over (gallery.throttle).
 THROTTLE_WINDOW_SECONDS = env_int("THROTTLE_WINDOW_SECONDS", 60, minimum=1)
@@ -361,6 +421,7 @@ HEALTH_TOKEN = env_str("HEALTH_TOKEN")
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "gallery.auth.ApiKeyAuthentication",
+        "gallery.auth.ProviderTokenAuthentication",
         "gallery.auth.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["media_api.auth.HasScope"],

@@ -1,8 +1,8 @@
 from __future__ import annotations
 
 from django.contrib import admin
-from django.contrib.auth import views as auth_views
 from django.urls import include, path, re_path
+from mozilla_django_oidc.views import OIDCLogoutView
 
 from gallery import health
 from gallery.delivery import views as delivery
@@ -13,7 +13,9 @@ urlpatterns = [
     path("admin/login/", web.admin_login),
     path("admin/", admin.site.urls),
     path("login/", web.login, name="login"),
-    path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    # Ends the provider's session too when the login came from there (gallery.login.provider_logout_url).
+    path("logout/", OIDCLogoutView.as_view(), name="logout"),
+    path("oidc/", include("mozilla_django_oidc.urls")),  # authenticate/ and callback/ (gallery.login)
     path("health/", health.health, name="health"),
     path("api/v1/", include("media_api.urls")),
     # Tokens are URL-safe base64 and levels short names: anything else is 404 before a query.

@@ -1,23 +1,56 @@
 from __future__ import annotations
 
+from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin
 from django.template.defaultfilters import filesizeformat
 
 from gallery import jobs
-from gallery.models import Album, ApiKey, Job, Media, Tag, Upload, User, Variant
+from gallery.models import Album, ApiKey, Identity, Job, Media, Tag, Upload, User, Variant
 from gallery.services.accounts import apikey_revoke
 from gallery.services.library import album_delete, favourites_for
 from gallery.services.media import media_delete, media_queue_processing
 
 
+class PlanForm(forms.ModelForm):
+    # A choice among QUOTA_PLANS as they are now (the setting can change without a migration).
+    plan = forms.ChoiceField(choices=())
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        plans = [(name, f"{name} ({filesizeformat(size)})") for name, size in settings.QUOTA_PLANS.items()]
+        if self.instance.plan and self.instance.plan not in settings.QUOTA_PLANS:
+            plans.append((self.instance.plan, f"{self.instance.plan} (no longer in QUOTA_PLANS)"))
+        self.fields["plan"].choices = plans
+        self.fields["plan"].initial = self.instance.plan or settings.DEFAULT_PLAN
+
+
+class IdentityInline(admin.TabularInline):
+    model = Identity
+    extra = 0
+    readonly_fields = ("issuer", "subject", "created_at", "last_login_at")
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False  # identities are linked by logging in through the provider
+
+
 @admin.register(User)
 class ChipmunkUserAdmin(UserAdmin):
-    list_display = ("username", "email", "is_staff", "quota", "used", "reserved")
+    list_display = ("username", "email", "is_staff", "plan", "quota", "used", "reserved")
+    list_filter = UserAdmin.list_filter + ("plan",)
     readonly_fields = ("used_bytes", "reserved_bytes")
     fieldsets = UserAdmin.fieldsets + (
-        ("Storage", {"fields": ("quota_bytes", "used_bytes", "reserved_bytes", "time_zone")}),
+        ("Storage", {"fields": ("plan", "personal_quota_bytes", "used_bytes", "reserved_bytes", "time_zone")}),
     )
+
+    def get_inlines(self, request, obj):
+        return [IdentityInline] if obj is not None else []
+
+    def get_form(self, request, obj=None, **kwargs):
+        if obj is not None:
+            kwargs["form"] = type("UserPlanChangeForm", (PlanForm, self.form), {})
+        return super().get_form(request, obj, **kwargs)
 
     @admin.display(description="quota")
     def quota(self, user: User) -> str:

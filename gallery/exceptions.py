@@ -118,3 +118,11 @@ class PartialIncomplete(ChipmunkError):
 class FinalUploadReadOnly(ChipmunkError):
     code = "final_upload_read_only"
     status = 403
+
+
+# --- Identity (gallery.services.identity) ------------------------------------------------
+class LoginRefused(ChipmunkError):
+    """The provider vouched for someone this gallery will not let in (deactivated, ambiguous)."""
+
+    code = "login_refused"
+    status = 403

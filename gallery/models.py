@@ -18,8 +18,13 @@ from django.db.models import Q
 from django.utils import timezone
 
 
+def _default_plan() -> str:
+    return settings.DEFAULT_PLAN
+
+
 def _default_quota() -> int:
-    return settings.DEFAULT_QUOTA_BYTES
+    # Migration 0001 refers to it (the quota before plans).
+    return settings.QUOTA_PLANS[settings.DEFAULT_PLAN]
 
 
 def zone_named(name: str | None) -> ZoneInfo:
@@ -43,7 +48,11 @@ class ChipmunkUserManager(UserManager):
 
 class User(AbstractUser):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    quota_bytes = models.BigIntegerField(default=_default_quota)
+    plan = models.CharField(max_length=32, default=_default_plan,
+                            help_text="a name from QUOTA_PLANS; the quota follows it")
+    personal_quota_bytes = models.BigIntegerField(
+        null=True, blank=True, verbose_name="personal quota (bytes)",
+        help_text="set by an admin, it replaces the plan's quota; empty: the plan decides")
     used_bytes = models.BigIntegerField(default=0, editable=False)
     reserved_bytes = models.BigIntegerField(default=0, editable=False)
     time_zone = models.CharField(max_length=64, default="UTC")
@@ -55,6 +64,15 @@ class User(AbstractUser):
             models.CheckConstraint(condition=Q(used_bytes__gte=0), name="user_used_bytes_non_negative"),
             models.CheckConstraint(condition=Q(reserved_bytes__gte=0), name="user_reserved_bytes_non_negative"),
         ]
+
+    @property
+    def quota_bytes(self) -> int:
+        """The personal quota if an admin set one, else the plan's (the default plan's for a
+        plan QUOTA_PLANS no longer names)."""
+        if self.personal_quota_bytes is not None:
+            return self.personal_quota_bytes
+        plans = settings.QUOTA_PLANS
+        return plans.get(self.plan, plans[settings.DEFAULT_PLAN])
 
     @property
     def free_bytes(self) -> int:
@@ -268,6 +286,24 @@ class Tag(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+class Identity(models.Model):
+    """A user's account at an OpenID provider: (issuer, sub) names it, never the e-mail."""
+
+    id = models.BigAutoField(primary_key=True)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="identities")
+    issuer = models.CharField(max_length=255)
+    subject = models.CharField(max_length=255)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_login_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name_plural = "identities"
+        constraints = [models.UniqueConstraint(fields=["issuer", "subject"], name="identity_issuer_subject_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.subject} at {self.issuer}"
 
 
 class ApiKey(models.Model):

@@ -43,4 +43,8 @@ def exception_handler(exc, context):
     else:
         detail = data.get("detail", "") if isinstance(data, dict) else str(data)
         response.data = {"error": _CODES.get(response.status_code, "error"), "detail": str(detail)}
+        if exc.default_code in ("insufficient_scope", "provider_unavailable"):
+            response.data["error"] = exc.default_code
+        if getattr(exc, "scope", None):
+            response["WWW-Authenticate"] = f'Bearer realm="chipmunk", error="insufficient_scope", scope="{exc.scope}"'
     return response

@@ -9,6 +9,7 @@ router = SimpleRouter()
 router.register("media", media.MediaViewSet, basename="media")
 
 urlpatterns = [
+    path("me/", account.me, name="me"),
     path("usage/", account.usage, name="usage"),
     # Before the router, whose media/<pk>/ would take "exists".
     re_path(r"^media/exists/?$", media.media_exists, name="media-exists"),

@@ -335,3 +335,40 @@ def upload(django_capture_on_commit_callbacks):
         return response
 
     return _upload
+
+
+# --- A real OpenID provider (tests/oidc_provider) ------------------------------------------
+@pytest.fixture(scope="session")
+def oidc_provider(tmp_path_factory):
+    """django-oauth-toolkit with OIDC in its own process: users dana (groups staff, plus), erin
+    (pro), frank, gus, hana; the web clients chipmunk (and its misbehaving twins) and the public
+    client chipmunk-phone."""
+    from tests.oidc_provider.process import Provider
+
+    provider = Provider(tmp_path_factory.mktemp("oidc-provider"), free_port()).start()
+    yield provider
+    provider.stop()
+
+
+@pytest.fixture
+def oidc(settings, oidc_provider):
+    """Chipmunk configured for the test provider (the three variables of the README)."""
+    from django.core.cache import cache
+
+    from gallery import identity
+
+    settings.OIDC_ISSUER_URL = oidc_provider.issuer
+    settings.OIDC_CLIENT_ID = "chipmunk"
+    settings.OIDC_CLIENT_SECRET = oidc_provider_secret()
+    settings.OIDC_PROVIDER_NAME = "Test ID"
+    identity.forget()
+    cache.clear()
+    yield oidc_provider
+    identity.forget()
+    cache.clear()
+
+
+def oidc_provider_secret() -> str:
+    from tests.oidc_provider.process import SECRET
+
+    return SECRET

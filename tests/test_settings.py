@@ -22,7 +22,9 @@ def start_with(env: dict[str, str]) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.parametrize("name,value", [
-    ("PORT", "eighty"), ("DEBUG", "maybe"), ("STORAGE_BACKEND", "floppy"), ("DEFAULT_QUOTA", "huge"),
+    ("PORT", "eighty"), ("DEBUG", "maybe"), ("STORAGE_BACKEND", "floppy"), ("QUOTA_PLANS", "free:huge"),
+    ("QUOTA_PLANS", "free:1GB,free:2GB"), ("DEFAULT_PLAN", "platinum"), ("LOCAL_LOGIN", "false"),
+    ("OIDC_ISSUER_URL", "keycloak.example"), ("OIDC_ACCESS_TOKEN_JWT", "sometimes"),
     ("WORKER_CONCURRENCY", "0"), ("SEARCH_BACKEND", "grep"), ("JOB_LEASE_SECONDS", "1"),
     ("DATABASE_POOL", "true"),  # on SQLite
     ("FORWARDED_ALLOW_IPS", "nginx"), ("MAX_REQUEST_HEADER_SIZE", "big"), ("LOGIN_FAILURES_PER_ACCOUNT", "0"),
@@ -32,6 +34,20 @@ def test_invalid_setting_names_the_variable(name, value, tmp_path):
     result = start_with({name: value, "CHIPMUNK_DATA_DIR": str(tmp_path), "DATABASE_URL": ""})
     assert result.returncode != 0
     assert "ImproperlyConfigured" in result.stderr and name in result.stderr
+
+
+def test_a_provider_needs_its_client(tmp_path):
+    result = start_with({"OIDC_ISSUER_URL": "https://id.example.org/realms/x", "OIDC_CLIENT_ID": "",
+                         "CHIPMUNK_DATA_DIR": str(tmp_path), "DATABASE_URL": ""})
+    assert result.returncode != 0 and "OIDC_CLIENT_ID" in result.stderr
+
+
+def test_start_up_does_not_wait_for_the_provider(tmp_path):
+    # Discovery happens on first use: a provider that is down must not stop the gallery.
+    result = start_with({"OIDC_ISSUER_URL": "http://127.0.0.1:9/realms/x", "OIDC_CLIENT_ID": "c",
+                         "OIDC_CLIENT_SECRET": "s", "LOCAL_LOGIN": "false",
+                         "CHIPMUNK_DATA_DIR": str(tmp_path), "DATABASE_URL": ""})
+    assert result.returncode == 0, result.stderr
 
 
 def test_s3_needs_its_keys(tmp_path):

@@ -1,4 +1,4 @@
-"""Accounts: users, their quota, and API keys."""
+"""Accounts: users, their plan and quota, and API keys."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import hmac
 import re
 import secrets
 
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
@@ -15,22 +16,46 @@ from gallery.models import ApiKey, User
 from gallery.services.library import favourites_for
 
 
+def plan_check(plan: str) -> str:
+    """The plan's name if QUOTA_PLANS has it; InvalidInput otherwise."""
+    if plan not in settings.QUOTA_PLANS:
+        raise InvalidInput(f"no plan named {plan!r}; plans: {', '.join(settings.QUOTA_PLANS)}")
+    return plan
+
+
 @transaction.atomic
 def user_create(
-    *, username: str, password: str | None, quota_bytes: int | None = None, email: str = "",
-    is_staff: bool = False, is_superuser: bool = False, time_zone: str = "UTC",
+    *, username: str, password: str | None, quota_bytes: int | None = None, plan: str | None = None,
+    email: str = "", first_name: str = "", last_name: str = "", is_staff: bool = False,
+    is_superuser: bool = False, time_zone: str = "UTC",
 ) -> User:
-    """Create a local account (with its Favourites album)."""
+    """Create an account (with its Favourites album): on DEFAULT_PLAN unless told otherwise, with a
+    personal quota when `quota_bytes` is given. No password: it can log in through the provider only."""
     if User.objects.filter(username=username).exists():
         raise InvalidInput(f"a user named {username!r} already exists")
-    extra = {"time_zone": time_zone, "is_staff": is_staff, "is_superuser": is_superuser}
+    extra = {"time_zone": time_zone, "is_staff": is_staff, "is_superuser": is_superuser,
+             "plan": plan_check(plan or settings.DEFAULT_PLAN), "first_name": first_name, "last_name": last_name}
     if quota_bytes is not None:
         if quota_bytes < 0:
             raise InvalidInput("quota must not be negative")
-        extra["quota_bytes"] = quota_bytes
+        extra["personal_quota_bytes"] = quota_bytes
     user = User.objects.create_user(username=username, email=email, password=password, **extra)
     favourites_for(user=user)
     return user
+
+
+def user_set_plan(*, user: User, plan: str) -> None:
+    """Put the user on a plan. A quota below what they use blocks new uploads; nothing is deleted."""
+    user.plan = plan_check(plan)
+    User.objects.filter(pk=user.pk).update(plan=user.plan)
+
+
+def user_set_personal_quota(*, user: User, quota_bytes: int | None) -> None:
+    """Give the user a quota of their own (None: follow the plan again)."""
+    if quota_bytes is not None and quota_bytes < 0:
+        raise InvalidInput("quota must not be negative")
+    user.personal_quota_bytes = quota_bytes
+    User.objects.filter(pk=user.pk).update(personal_quota_bytes=quota_bytes)
 
 
 def quota_check(*, user: User, requested: int) -> None:

@@ -1,4 +1,4 @@
-"""/api/v1/usage/: the caller's storage."""
+"""/api/v1/me/ and /api/v1/usage/: the caller and their storage."""
 
 from __future__ import annotations
 
@@ -6,7 +6,19 @@ from django.db.models import Sum
 from rest_framework.decorators import api_view
 from rest_framework.response import Response
 
+from gallery.auth import auth_kind, scopes_of
 from gallery.models import KindUsage, Media
+
+
+@api_view(["GET"])
+def me(request):
+    """Who the credential belongs to, how it authenticated, its scopes, and the plan and quota."""
+    user = request.user.__class__.objects.get(pk=request.user.pk)
+    return Response({
+        "id": str(user.pk), "username": user.username, "email": user.email, "name": user.get_full_name(),
+        "plan": user.plan, "quota": user.quota_bytes, "used": user.used_bytes, "time_zone": user.time_zone,
+        "auth": auth_kind(request.auth), "scopes": sorted(scopes_of(request.auth)),
+    })
 
 
 @api_view(["GET"])

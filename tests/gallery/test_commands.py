@@ -136,3 +136,46 @@ def test_import_folder_dates_files_by_their_modification_time(alice, tmp_path):
     run("import_folder", str(tmp_path), "--user", "alice")
     media = Media.objects.get(owner=alice, original_filename="old-note.txt")
     assert media.taken_at == when and media.taken_at_estimated
+
+
+def test_createuser_plan_and_personal_quota(settings):
+    run("createuser", "ida", "--password", "a-long-password", "--plan", "pro")
+    ida = User.objects.get(username="ida")
+    assert ida.plan == "pro" and ida.quota_bytes == 500 * 10**9 and ida.personal_quota_bytes is None
+    run("createuser", "jo", "--password", "a-long-password", "--plan", "plus", "--quota", "1GB")
+    jo = User.objects.get(username="jo")
+    assert jo.plan == "plus" and jo.quota_bytes == 10**9  # the admin's quota wins over the plan's
+    with pytest.raises(CommandError, match="no plan named"):
+        run("createuser", "kim", "--password", "a-long-password", "--plan", "platinum")
+    settings.QUOTA_PLANS = {**settings.QUOTA_PLANS, "pro": 2 * 10**12}
+    assert User.objects.get(username="ida").quota_bytes == 2 * 10**12  # the quota follows the plan
+
+
+def test_a_lowered_plan_blocks_uploads_and_deletes_nothing(settings, upload):
+    from gallery.services.accounts import user_create, user_set_personal_quota, user_set_plan
+    from tests.conftest import api_client
+
+    settings.QUOTA_PLANS = {"free": 10, "plus": 1000}
+    lee = user_create(username="lee", password="lee-password", plan="plus")
+    client = api_client(lee)
+    assert upload(client, name="a.txt", data=b"x" * 100).status_code == 201
+    user_set_plan(user=lee, plan="free")
+    refused = upload(client, name="b.txt", data=b"y")
+    assert refused.status_code == 413 and refused.json()["error"] == "quota_exceeded"
+    assert refused.json()["quota"] == 10 and refused.json()["used"] == 100
+    assert lee.media.count() == 1
+    user_set_personal_quota(user=lee, quota_bytes=500)
+    assert upload(client, name="b.txt", data=b"y").status_code == 201
+
+
+def test_admin_sets_the_plan(admin_client, alice):
+    page = admin_client.get(f"/admin/gallery/user/{alice.pk}/change/")
+    assert b'<option value="plus">plus (' in page.content
+    form = page.context["adminform"].form
+    data = {k: v for k, v in form.initial.items() if v is not None and not isinstance(v, (list, tuple))}
+    data.update({"plan": "pro", "personal_quota_bytes": "", "date_joined_0": "2024-01-01", "date_joined_1": "00:00:00",
+                 "identities-TOTAL_FORMS": "0", "identities-INITIAL_FORMS": "0"})
+    response = admin_client.post(f"/admin/gallery/user/{alice.pk}/change/", data)
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    alice.refresh_from_db()
+    assert alice.plan == "pro" and alice.quota_bytes == 500 * 10**9

@@ -151,7 +151,8 @@ def test_read_scope_allows_gets_only(alice, upload):
     writer = api_client(alice, scopes=("media.read_write",))
     assert reader.get("/api/v1/media/").status_code == 200
     refused = upload(reader, name="r.txt", data=b"r")
-    assert refused.status_code == 403 and refused.json()["error"] == "forbidden"
+    assert refused.status_code == 403 and refused.json()["error"] == "insufficient_scope"
+    assert 'scope="media.read_write"' in refused["WWW-Authenticate"]
     created = upload(writer, name="w.txt", data=b"w")
     assert created.status_code == 201
     assert reader.delete(f"/api/v1/media/{created.json()['id']}/").status_code == 403
