@@ -21,6 +21,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import boto3
 import pytest
+from channels.layers import channel_layers
 from django.core.files.storage import storages
 from rest_framework.test import APIClient
 
@@ -372,3 +373,18 @@ def oidc_provider_secret() -> str:
     from tests.oidc_provider.process import SECRET
 
     return SECRET
+
+
+# --- Channel layers ------------------------------------------------------------------------
+@pytest.fixture(params=["memory", "redis"])
+def layer(request, settings):
+    """The in-memory layer, and Redis (skipped without one here, a failure under CI)."""
+    if request.param == "redis":
+        settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels_redis.core.RedisChannelLayer",
+                                               "CONFIG": {"hosts": [required_redis_url()],
+                                                          "prefix": f"test-{uuid.uuid4().hex[:8]}"}}}
+    else:
+        settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    channel_layers.backends.clear()
+    yield request.param
+    channel_layers.backends.clear()

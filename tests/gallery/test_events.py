@@ -1,4 +1,4 @@
-"""The live-events websocket, on the in-memory layer and on Redis (when REDIS_URL is set)."""
+"""The live-events websocket, on the in-memory layer and on Redis (the `layer` fixture)."""
 
 from __future__ import annotations
 
@@ -7,27 +7,11 @@ import uuid
 
 import pytest
 from asgiref.sync import sync_to_async
-from channels.layers import channel_layers
 from channels.testing import WebsocketCommunicator
 from django.contrib.auth.models import AnonymousUser
 
 from gallery import events
 from gallery.consumers import EventsConsumer
-
-LAYERS = ["memory"] + (["redis"] if os.environ.get("REDIS_URL") else [])
-
-
-@pytest.fixture(params=LAYERS)
-def layer(request, settings):
-    if request.param == "redis":
-        settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels_redis.core.RedisChannelLayer",
-                                               "CONFIG": {"hosts": [os.environ["REDIS_URL"]],
-                                                          "prefix": f"test-{uuid.uuid4().hex[:8]}"}}}
-    else:
-        settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
-    channel_layers.backends.clear()
-    yield request.param
-    channel_layers.backends.clear()
 
 
 def make_media(owner, **fields):

@@ -33,20 +33,6 @@ HOST = "127.0.0.1:8000"
 OWN_ORIGIN = f"http://{HOST}"
 
 
-@pytest.fixture(params=["memory", "redis"])
-def layer(request, settings):
-    """The in-memory layer, and Redis (skipped without one here, a failure under CI)."""
-    if request.param == "redis":
-        settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels_redis.core.RedisChannelLayer",
-                                               "CONFIG": {"hosts": [required_redis_url()],
-                                                          "prefix": f"test-{uuid.uuid4().hex[:8]}"}}}
-    else:
-        settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
-    channel_layers.backends.clear()
-    yield request.param
-    channel_layers.backends.clear()
-
-
 def _in_thread(func):
     """Run ORM work off the event loop, closing that thread's connection afterwards (on
     PostgreSQL it would otherwise outlive the test and keep the test database from dropping)."""
