@@ -32,6 +32,19 @@ class ChipmunkASGIHandler(StreamingUploadASGIHandler):
 
 django_asgi_app = ChipmunkASGIHandler()
 
+from gallery.delivery import fast  # noqa: E402  (needs Django set up first)
+
+delivery_app = fast.DeliveryApp()
+
+
+async def http_app(scope, receive, send) -> None:
+    """GET/HEAD /m/ through the lean delivery door (gallery.delivery.fast), the rest through Django."""
+    if fast.handles(scope):
+        await delivery_app(scope, receive, send)
+    else:
+        await django_asgi_app(scope, receive, send)
+
+
 from channels.auth import AuthMiddlewareStack  # noqa: E402  (needs Django set up first)
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
@@ -40,7 +53,7 @@ from gallery.web.security import WebsocketOriginValidator  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
-        "http": django_asgi_app,
+        "http": http_app,
         # Scheme, host and port of the Origin against the page's own origin (not the host only).
         "websocket": WebsocketOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
     }

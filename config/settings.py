@@ -456,6 +456,9 @@ DELIVERY_ACCEL_PREFIX = env_str("DELIVERY_ACCEL_PREFIX", "/_protected/")
 if not (DELIVERY_ACCEL_PREFIX.startswith("/") and DELIVERY_ACCEL_PREFIX.endswith("/")):
     raise ImproperlyConfigured(f"DELIVERY_ACCEL_PREFIX must start and end with '/', got {DELIVERY_ACCEL_PREFIX!r}")
 DELIVERY_PRESIGN_SECONDS = env_int("DELIVERY_PRESIGN_SECONDS", 300, minimum=1)
+# Threads per web process for GET/HEAD /m/ (gallery.delivery.fast); each keeps its database
+# connection between requests (with DATABASE_POOL it borrows one per request instead).
+DELIVERY_THREADS = env_int("DELIVERY_THREADS", 8, minimum=1)
 if DELIVERY_MODE == "redirect" and STORAGE_BACKEND != "s3":
     raise ImproperlyConfigured("DELIVERY_MODE=redirect needs STORAGE_BACKEND=s3: local files have no presigned URLs")
 if DELIVERY_MODE == "x-accel" and STORAGE_BACKEND != "local":

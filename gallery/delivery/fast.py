@@ -1,0 +1,123 @@
+"""The lean door for /m/: Django's request, middleware and view, without the per-request thread.
+
+Under Django's ASGIHandler every request gets a thread of its own for its synchronous work
+(ThreadSensitiveContext), so a database connection can never outlive a request: each
+thumbnail paid for a new thread, a new SQLite connection with its PRAGMAs (or a pool
+checkout), the request_started/finished signals and the eleven middlewares. A screen of
+thumbnails is a hundred such requests.
+
+This ASGI app serves GET and HEAD of /m/<token>/<level>/ with the same parts, fewer of them:
+- the same view (gallery.delivery.views.serve_media), so the same authentication classes
+  (gallery.auth) and the same visibility rule decide, per request, with nothing cached:
+  a rotated token, a trashed media, a revoked key or a logout count at once everywhere;
+- the middlewares /m/ needs, in settings.MIDDLEWARE's order (proxy headers, security
+  headers, sessions, authentication, Secure cookies, X-Frame-Options); it leaves out the
+  ones for pages and forms (static files, CommonMiddleware, CSRF, messages);
+- one hop from the event loop into a fixed pool of DELIVERY_THREADS threads, whose database
+  connections persist between requests (closed when they fail, like CONN_MAX_AGE would);
+- Django's own ASGI response sending (streamed bodies, async iterators).
+Anything else goes to the full Django application.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+import re
+from concurrent.futures import ThreadPoolExecutor
+
+from django.conf import settings
+from django.core.handlers.asgi import ASGIHandler, ASGIRequest
+from django.core.handlers.exception import convert_exception_to_response
+from django.db import connections
+from django.http import HttpRequest, HttpResponseBase
+from django.urls import resolve, set_urlconf
+from django.utils.module_loading import import_string
+
+log = logging.getLogger(__name__)
+
+PREFIX = "/m/"
+# Middlewares for pages and forms, not for bytes behind a token.
+SKIPPED_MIDDLEWARE = {
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+}
+_PATH = re.compile(r"^/m/[A-Za-z0-9_-]{1,64}/[0-9a-z]{1,8}/$")
+
+
+def handles(scope: dict) -> bool:
+    """Whether this door serves the request: GET or HEAD of a delivery URL."""
+    return scope["type"] == "http" and scope["method"] in ("GET", "HEAD") and bool(_PATH.match(scope["path"]))
+
+
+def _view(request: HttpRequest) -> HttpResponseBase:
+    match = resolve(request.path_info)
+    request.resolver_match = match
+    return match.func(request, *match.args, **match.kwargs)
+
+
+def build_chain():
+    """settings.MIDDLEWARE less SKIPPED_MIDDLEWARE around the view, built as Django builds it."""
+    handler = convert_exception_to_response(_view)
+    for path in reversed(settings.MIDDLEWARE):
+        if path not in SKIPPED_MIDDLEWARE:
+            handler = convert_exception_to_response(import_string(path)(handler))
+    return handler
+
+
+class _Sender(ASGIHandler):
+    """Only for Django's send_response (headers, cookies, streamed and async bodies)."""
+
+    def load_middleware(self, is_async: bool = False) -> None:
+        pass
+
+
+class DeliveryApp:
+    """ASGI app for GET/HEAD /m/...; see the module's docstring."""
+
+    def __init__(self, threads: int | None = None) -> None:
+        self.pool = ThreadPoolExecutor(max_workers=threads or settings.DELIVERY_THREADS,
+                                       thread_name_prefix="delivery-fast")
+        self.chain = build_chain()
+        self.sender = _Sender()
+
+    async def __call__(self, scope: dict, receive, send) -> None:
+        # GET and HEAD carry no body worth reading.
+        request = ASGIRequest(scope, io.BytesIO(b""))
+        response = await asyncio.get_running_loop().run_in_executor(self.pool, self._respond, request)
+        try:
+            await self.sender.send_response(response, send)
+        finally:
+            # On the event loop's thread, which has no database connection: request_finished
+            # (close_old_connections) must not close the pool threads' persistent ones.
+            response.close()
+
+    def _respond(self, request: HttpRequest) -> HttpResponseBase:
+        set_urlconf(settings.ROOT_URLCONF)
+        try:
+            return self.chain(request)
+        finally:
+            _keep_or_close_connections()
+
+
+def _keep_or_close_connections() -> None:
+    """Keep this thread's connections for the next request unless one failed or was left in
+    a transaction (Django's close_if_unusable_or_obsolete, less the age limit). A connection
+    from psycopg's pool (DATABASE_POOL) goes back to the pool instead: held by a thread it
+    would starve the rest of the process."""
+    for conn in connections.all(initialized_only=True):
+        if conn.connection is None:
+            continue
+        if getattr(conn, "pool", None) is not None:
+            conn.close()
+        elif conn.in_atomic_block or conn.get_autocommit() != conn.settings_dict["AUTOCOMMIT"]:
+            log.warning("delivery left a transaction open on %s; closing it", conn.alias)
+            conn.close()
+        elif conn.errors_occurred:
+            if conn.is_usable():
+                conn.errors_occurred = False
+            else:
+                conn.close()
