@@ -31,7 +31,7 @@ from django.conf import settings
 from django.core.handlers.asgi import ASGIHandler, ASGIRequest
 from django.core.handlers.exception import convert_exception_to_response
 from django.db import connections
-from django.http import HttpRequest, HttpResponseBase
+from django.http import HttpRequest, HttpResponseBadRequest, HttpResponseBase
 from django.urls import resolve, set_urlconf
 from django.utils.module_loading import import_string
 
@@ -54,6 +54,7 @@ def handles(scope: dict) -> bool:
 
 
 def _view(request: HttpRequest) -> HttpResponseBase:
+    request.get_host()  # ALLOWED_HOSTS, as CommonMiddleware checks it on the full stack (400)
     match = resolve(request.path_info)
     request.resolver_match = match
     return match.func(request, *match.args, **match.kwargs)
@@ -86,8 +87,12 @@ class DeliveryApp:
 
     async def __call__(self, scope: dict, receive, send) -> None:
         # GET and HEAD carry no body worth reading.
-        request = ASGIRequest(scope, io.BytesIO(b""))
-        response = await asyncio.get_running_loop().run_in_executor(self.pool, self._respond, request)
+        try:
+            request = ASGIRequest(scope, io.BytesIO(b""))
+        except UnicodeDecodeError:  # a query string that is not UTF-8, as Django's handler answers it
+            response = HttpResponseBadRequest()
+        else:
+            response = await asyncio.get_running_loop().run_in_executor(self.pool, self._respond, request)
         try:
             await self.sender.send_response(response, send)
         finally:

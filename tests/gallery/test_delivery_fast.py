@@ -31,10 +31,11 @@ def photo(alice, upload, corpus) -> Media:
     return media
 
 
-async def asgi_get(app, path: str, headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
+async def asgi_get(app, path: str, headers: dict[str, str] | None = None,
+                   query: bytes = b"") -> tuple[int, dict[str, str], bytes]:
     """One GET through an ASGI app, as uvicorn would call it."""
     scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET", "scheme": "http",
-             "path": path, "raw_path": path.encode(), "query_string": b"", "root_path": "",
+             "path": path, "raw_path": path.encode(), "query_string": query, "root_path": "",
              "headers": [(k.lower().encode(), v.encode()) for k, v in {"host": "testserver", **(headers or {})}.items()],
              "client": ("127.0.0.1", 50000), "server": ("testserver", 80)}
     sent: list[dict] = []
@@ -120,6 +121,16 @@ async def test_the_lean_door_answers_like_the_full_stack(alice, charlie, photo):
                 for name in ("content-type", "content-length", "etag", "cache-control", "content-security-policy",
                              "x-content-type-options", "x-frame-options", "content-disposition"):
                     assert lean[1].get(name) == full[1].get(name), (level, name)
+
+
+async def test_bad_requests_are_4xx_never_500(alice, photo):
+    from config.asgi import application
+
+    path = f"/m/{photo.token}/3s/"
+    assert (await asgi_get(application, path, query=b"download=\xff\xfe"))[0] == 400
+    assert (await asgi_get(application, path, {"host": "evil.example"}))[0] == 400
+    assert (await asgi_get(application, path, {"range": "bytes=\u00b2-"}))[0] in (200, 404)
+    assert (await asgi_get(application, path, {"cookie": "sessionid=\u00e9\u00e9; x"}))[0] == 404
 
 
 def test_changes_take_effect_at_once(alice, photo, live_asgi):
