@@ -23,6 +23,7 @@ from django.utils import timezone
 
 from gallery.exceptions import StorageUnavailable, UploadBusy
 from gallery.models import Upload
+from gallery.processing.filetypes import clean_media_type
 from gallery.storage import is_s3, media_storage, multipart_complete
 from gallery.uploads.lifecycle import (
     S3_MAX_PARTS,
@@ -49,6 +50,12 @@ FLUSH_EVERY = 64 * 1024 * 1024
 # S3 parts: every one but the last at least 5 MiB; a copied part at most 5 GiB.
 S3_MIN_PART = 5 * MiB
 S3_MAX_COPY_PART = 5 * 2**30
+
+
+def stored_type(upload: Upload) -> str:
+    """The Content-Type an object is stored with: the client's hint, cleaned (rows from before
+    the type was cleaned at creation may hold anything; S3 would refuse a CR/LF)."""
+    return clean_media_type(upload.filetype) or "application/octet-stream"
 
 
 class RunningHashes:
@@ -222,7 +229,7 @@ class S3Sink:
         if not self.upload_id:
             created = self.client.create_multipart_upload(
                 Bucket=self.bucket, Key=self.upload.target_key,
-                ContentType=self.upload.filetype or "application/octet-stream")
+                ContentType=stored_type(self.upload))
             self.upload_id = created["UploadId"]
             # Recorded at once, so cleanup can abort it whatever happens to this PATCH.
             mine = Upload.objects.filter(pk=self.upload.pk, lease_token=self.lease.token)
@@ -243,7 +250,7 @@ class S3Sink:
             # The whole file is in the buffer: one PutObject, no multipart upload.
             self.lease.check()
             self.client.put_object(Bucket=self.bucket, Key=self.upload.target_key, Body=bytes(self.buffer),
-                                   ContentType=self.upload.filetype or "application/octet-stream")
+                                   ContentType=stored_type(self.upload))
         elif final and self.buffer:
             self._upload_part()
         elif self.buffer:
@@ -351,7 +358,7 @@ def _s3_concat(row: Upload, pieces: list[dict[str, Any]], lease: Lease) -> str |
     if len(pieces) == 1 and sizes[0] <= S3_MAX_COPY_PART:
         lease.check()
         client.copy_object(Bucket=bucket, Key=row.target_key, CopySource={"Bucket": bucket, "Key": pieces[0]["key"]},
-                           MetadataDirective="REPLACE", ContentType=row.filetype or "application/octet-stream")
+                           MetadataDirective="REPLACE", ContentType=stored_type(row))
     elif pieces and all(size >= S3_MIN_PART for size in sizes[:-1]) and len(ranges) <= S3_MAX_PARTS:
         upload_id = _s3_multipart_start(row, lease)
         parts = []
@@ -389,7 +396,7 @@ def _s3_multipart_start(row: Upload, lease: Lease) -> str:
     client, bucket = s3_client()
     if row.s3_upload_id:
         blobs_delete(Blobs(multipart=(row.target_key, row.s3_upload_id)))
-    content_type = row.filetype or "application/octet-stream"
+    content_type = stored_type(row)
     upload_id = client.create_multipart_upload(Bucket=bucket, Key=row.target_key, ContentType=content_type)["UploadId"]
     mine = Upload.objects.filter(pk=row.pk, lease_token=lease.token, state=Upload.State.ACTIVE)
     if not mine.update(s3_upload_id=upload_id):
@@ -438,5 +445,5 @@ def _s3_concat_through(row: Upload, pieces: list[dict[str, Any]], lease: Lease) 
     else:
         lease.check()
         client.put_object(Bucket=bucket, Key=row.target_key, Body=bytes(buffer),
-                          ContentType=row.filetype or "application/octet-stream")
+                          ContentType=stored_type(row))
     return digest.hexdigest()

@@ -9,6 +9,7 @@ types is ever inline, and every /m/ answer carries nosniff and a sandboxing CSP.
 from __future__ import annotations
 
 import hashlib
+import os
 import uuid
 import zipfile
 from io import BytesIO
@@ -19,6 +20,7 @@ from django.test import Client
 
 from gallery.models import Media, Upload
 from gallery.processing.filetypes import clean_media_type, content_type_for, safe_served_type, sniff_content_type
+from tests.conftest import use_storage
 from tests.gallery.test_browser import browser, server  # noqa: F401 (fixtures)
 from tests.gallery.test_delivery import body, make_media, s3_calls, url  # noqa: F401 (s3_calls: a fixture)
 from tests.media_api.conftest import key_for
@@ -175,6 +177,24 @@ def test_a_filetype_with_line_breaks_or_any_unicode_never_gives_a_500(storage, l
                           timeout=30)
     assert_served_as_download(served, "application/octet-stream")
     assert "sessionid" not in served.headers.get("Set-Cookie", "") and served.content == data
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_upload_begun_before_types_were_cleaned_still_finishes_on_s3(moto_server, settings, live_server, alice):
+    """A row whose filetype was stored raw (before creation cleaned it): the S3 calls that
+    take a Content-Type get the cleaned one, so the upload neither fails nor injects."""
+    use_storage(settings, moto_server.storage_config(moto_server.new_bucket()))
+    settings.TUS_S3_PART_SIZE = 5 * 2**20
+    key = key_for(alice)
+    data = os.urandom(6 * 2**20)  # a multipart upload, then the last part
+    created = requests.post(f"{live_server.url}/api/v1/uploads/", timeout=30, headers=headers(key, **{
+        "Upload-Length": str(len(data)), "Upload-Metadata": meta(filename="old.bin")}))
+    assert created.status_code == 201, created.text
+    Upload.objects.filter(owner=alice).update(filetype="image/png\r\nX-Injected: 1")
+    done = requests.patch(created.headers["Location"], data=data, timeout=30, headers=headers(
+        key, **{"Upload-Offset": "0", "Content-Type": OCTETS}))
+    assert done.status_code == 204, done.text
+    assert Upload.objects.get(owner=alice).media.size == len(data)
 
 
 @pytest.mark.django_db(transaction=True)
