@@ -136,6 +136,11 @@ def _claim(candidates, *, worker: str, ignore_delay: bool = False) -> Job | None
             _call_failure_hook(lost, lost.last_error)
 
 
+def due(*, queues: list[str]) -> bool:
+    """Whether any of `queues` holds a job that is claimable now: a plain read, no lock."""
+    return Job.objects.filter(_claimable(timezone.now()), queue__in=queues).exists()
+
+
 def claim(*, queues: list[str], worker: str) -> Job | None:
     """Claim the next due job, taking the queues in the order given."""
     for queue in queues:
@@ -238,19 +243,25 @@ class Worker:
 
     def _slot(self, index: int, queues: list[str]) -> None:
         worker = f"{self.name}:{index}"
+        # An idle poll is one indexed read on a connection kept open between polls. A claim
+        # takes the write lock (BEGIN IMMEDIATE on SQLite) once per queue, and with
+        # CONN_MAX_AGE=0 close_old_connections() closes the connection every time: polling
+        # that way cost ~8 ms of CPU per poll, 2 % of a core for an idle worker at the
+        # default 0.5 s (and a fifth of one at the benchmark's 0.05 s).
         try:
             while not self.stopping.is_set():
-                close_old_connections()
                 try:
-                    row = claim(queues=queues, worker=worker)
+                    row = claim(queues=queues, worker=worker) if due(queues=queues) else None
                 except Exception:
                     log.exception("claiming a job failed; retrying")
+                    connection.close()  # perhaps broken: the next poll opens a new one
                     row = None
                     self.stopping.wait(5)
                 if row is None:
                     self.stopping.wait(self.poll_seconds)
                     continue
                 execute(row)
+                close_old_connections()  # a job is the worker's request: CONN_MAX_AGE applies
         finally:
             connection.close()
 

@@ -92,6 +92,21 @@ def test_lost_on_last_attempt_becomes_failed(settings):
     assert FAILURES and "lease expired" in FAILURES[0][1]
 
 
+def test_due_sees_exactly_what_a_claim_would_take(settings):
+    settings.JOB_RETRY_BASE_SECONDS = 60
+    assert not jobs.due(queues=["default"])
+    jobs.enqueue("test_ok", {"n": 3}, queue="video")
+    assert not jobs.due(queues=["default"]) and jobs.due(queues=["default", "video"])
+    jobs.enqueue("test_ok", {"n": 4}, delay_seconds=60)
+    assert not jobs.due(queues=["default"])  # not yet
+    Job.objects.filter(queue="default").update(run_after=timezone.now())
+    assert jobs.due(queues=["default"])
+    row = jobs.claim(queues=["default"], worker="dead-worker")
+    assert not jobs.due(queues=["default"])  # leased
+    Job.objects.filter(pk=row.pk).update(lease_until=timezone.now() - timedelta(seconds=1))
+    assert jobs.due(queues=["default"])  # its worker died: claimable again
+
+
 def test_video_jobs_take_at_most_half_the_threads():
     assert jobs.slot_queues(1) == [["default", "video"]]
     assert jobs.slot_queues(2) == [["default"], ["default", "video"]]
