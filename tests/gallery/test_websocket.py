@@ -7,6 +7,7 @@ processing reach this process's socket over Redis (channels_redis).
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -150,7 +151,8 @@ async def test_events_a_worker_process_makes_reach_the_socket_over_redis(setting
             heard.append(await mine.receive_json_from(timeout=20))
     finally:
         worker.send_signal(signal.SIGTERM)
-        worker.wait(timeout=30)
+        # Off the event loop: a blocked loop lets the sockets' Redis reads time out.
+        await asyncio.to_thread(worker.wait, 30)
     assert [e["event"] for e in heard] == ["media.processing", "media.ready"]
     assert {e["media_id"] for e in heard} == {str(media.pk)}
     assert worker.returncode == 0
