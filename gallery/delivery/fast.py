@@ -13,8 +13,9 @@ This ASGI app serves GET and HEAD of /m/<token>/<level>/ with the same parts, fe
 - the middlewares /m/ needs, in settings.MIDDLEWARE's order (proxy headers, security
   headers, sessions, authentication, Secure cookies, X-Frame-Options); it leaves out the
   ones for pages and forms (static files, CommonMiddleware, CSRF, messages);
-- one hop from the event loop into a fixed pool of DELIVERY_THREADS threads, whose database
-  connections persist between requests (closed when they fail, like CONN_MAX_AGE would);
+- two hops from the event loop into a fixed pool of DELIVERY_THREADS threads (the response,
+  then its close), whose database connections persist between requests (closed when they
+  fail, as close_old_connections does);
 - Django's own ASGI response sending (streamed bodies, async iterators).
 Anything else goes to the full Django application.
 """
@@ -96,33 +97,23 @@ class DeliveryApp:
         try:
             await self.sender.send_response(response, send)
         finally:
-            # On the event loop's thread, which has no database connection: request_finished
-            # (close_old_connections) must not close the pool threads' persistent ones.
-            response.close()
+            # request_finished runs in the thread that used the connections, as under
+            # Django's handler (close_old_connections: see _persist_connections).
+            await asyncio.get_running_loop().run_in_executor(self.pool, response.close)
 
     def _respond(self, request: HttpRequest) -> HttpResponseBase:
         set_urlconf(settings.ROOT_URLCONF)
         try:
             return self.chain(request)
         finally:
-            _keep_or_close_connections()
+            _persist_connections()
 
 
-def _keep_or_close_connections() -> None:
-    """Keep this thread's connections for the next request unless one failed or was left in
-    a transaction (Django's close_if_unusable_or_obsolete, less the age limit). A connection
-    from psycopg's pool (DATABASE_POOL) goes back to the pool instead: held by a thread it
-    would starve the rest of the process."""
+def _persist_connections() -> None:
+    """Let this thread's connections outlive the request: what CONN_MAX_AGE=None does, for
+    these threads only. close_old_connections (request_finished) still closes one that failed
+    or was left outside autocommit. A connection from psycopg's pool (DATABASE_POOL) keeps
+    its age limit and goes back to the pool: held by a thread it would starve the process."""
     for conn in connections.all(initialized_only=True):
-        if conn.connection is None:
-            continue
-        if getattr(conn, "pool", None) is not None:
-            conn.close()
-        elif conn.in_atomic_block or conn.get_autocommit() != conn.settings_dict["AUTOCOMMIT"]:
-            log.warning("delivery left a transaction open on %s; closing it", conn.alias)
-            conn.close()
-        elif conn.errors_occurred:
-            if conn.is_usable():
-                conn.errors_occurred = False
-            else:
-                conn.close()
+        if getattr(conn, "pool", None) is None:
+            conn.close_at = None
