@@ -1,6 +1,6 @@
 """Fast browsing: grid thumbnails against nginx, and the media list at 1k (SQLite) and 1M (PostgreSQL).
 
-    .venv/bin/python bench/browse.py [--million 1000000] [--variants 10] [--duration 10] [--skip-pg]
+    .venv/bin/python bench/browse.py [--million 1000000] [--variants 10] [--duration 10] [--skip-pg] [--json out.json]
 
 Needs wrk (`apt-get install -y wrk`), Debian's nginx (`apt-get install -y nginx`) and, for
 the PostgreSQL half, a server at --database-url (default postgresql://postgres@127.0.0.1:5432/bench_browse;
@@ -19,7 +19,10 @@ Two instances, each served by `manage.py run --no-worker` with the defaults of `
 Thumbnails: the 3s level (the grid's square) through wrk, 32 keep-alive connections for
 --duration seconds, with a session cookie and with an API key, and nginx (one worker,
 sendfile) sending the same file from disk: requests/s, p50/p99, ratio ours/nginx (goal
->= 0.1, p99 < 50 ms); then one connection: ms per request.
+>= 0.1, p99 < 50 ms); then one connection: ms per request. Beside each, the server's CPU
+per request (its process group's user + system time over the requests): on a shared machine
+wall times move with the neighbours' load, CPU per request hardly does. With PostgreSQL it
+leaves out the database's own processes; with SQLite the database is in the web process.
 Media list: GET /api/v1/media/?page_size=100 with an API key over one keep-alive
 connection, first page and the 20 pages after it (following `next`) per round: p50/p95,
 beside GET /api/v1/me/ on the same server (the floor of any API request). /api/v1/usage/
@@ -46,7 +49,7 @@ import tempfile
 import time
 import uuid
 from contextlib import contextmanager
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -138,7 +141,7 @@ http {{
 
 def manage(env: dict, *args: str, cap: float = 120) -> str:
     result = subprocess.run([PYTHON, "manage.py", *args], env=env, cwd=ROOT, capture_output=True, text=True,
-                            timeout=left(cap))
+                            timeout=left(cap), check=False)
     if result.returncode != 0:
         raise SystemExit(f"manage.py {' '.join(args)} failed:\n{result.stderr[-3000:]}")
     return result.stdout
@@ -151,6 +154,20 @@ def base_env(data_dir: Path) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith(dropped)}
     env.update(CHIPMUNK_DATA_DIR=str(data_dir), LOG_LEVEL="warning")
     return env
+
+
+def group_cpu(pgid: int) -> float:
+    """CPU seconds (user + system) used so far by the live processes of a process group: what a
+    request costs whatever else the (shared) machine runs, unlike its wall time."""
+    total = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid:
+            total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 # --- Load: wrk for many connections, http.client for one request at a time --------------
@@ -166,23 +183,28 @@ def _duration_ms(text: str) -> float:
     return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}[unit]
 
 
-def wrk(url: str, headers: dict[str, str], *, connections: int, seconds: int) -> dict[str, float]:
-    """requests/s, p50 and p99 in ms of `seconds` of GETs over `connections` keep-alive connections."""
+def wrk(url: str, headers: dict[str, str], *, connections: int, seconds: int, server: int) -> dict[str, float]:
+    """requests/s, p50 and p99 in ms of `seconds` of GETs over `connections` keep-alive connections,
+    and the CPU ms per request of the server (process group `server`)."""
     args = [wrk_bin(), "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "--timeout", "10s"]
     for name, value in headers.items():
         args += ["-H", f"{name}: {value}"]
-    out = subprocess.run(args + [url], capture_output=True, text=True, timeout=left(seconds + 30)).stdout
+    cpu = group_cpu(server)
+    out = subprocess.run(args + [url], capture_output=True, text=True, timeout=left(seconds + 30),
+                         check=False).stdout
+    cpu = group_cpu(server) - cpu
     bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     errors = re.search(r"Socket errors: (.*)", out)
     if bad or errors:
         raise SystemExit(f"wrk {url}: {bad.group(0) if bad else ''} {errors.group(0) if errors else ''}\n{out}")
-    latency = dict(re.findall(r"^\s+(50|99)%\s+(\S+)\s*$", out, re.M))
+    latency = dict(re.findall(r"^\s+(50|99)%\s+(\S+)\s*$", out, re.MULTILINE))
     rate = re.search(r"Requests/sec:\s+([\d.]+)", out)
     if set(latency) != {"50", "99"} or rate is None:
         raise SystemExit(f"wrk {url}: cannot read its output:\n{out}")
     rate = float(rate.group(1))
+    requests = int(re.search(r"(\d+) requests in", out).group(1))
     return {"rps": rate, "p50": _duration_ms(latency["50"]), "p99": _duration_ms(latency["99"]),
-            "ms_per_request": 1000 / rate}
+            "ms_per_request": 1000 / rate, "cpu_ms": cpu * 1000 / requests}
 
 
 class Client:
@@ -231,19 +253,21 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered) + 0.5) - 1))]
 
 
-def timed(client: Client, path: str, n: int) -> dict[str, float]:
-    samples = []
+def timed(client: Client, path: str, n: int, server: int) -> dict[str, float]:
+    cpu, samples = group_cpu(server), []
     for _ in range(n):
         left(60)
         ms, status, body = client.get(path)
         if status != 200:
             raise SystemExit(f"GET {path}: {status} {body[:300]!r}")
         samples.append(ms)
-    return {"p50": statistics.median(samples), "p95": percentile(samples, 95), "n": n}
+    cpu_ms = (group_cpu(server) - cpu) * 1000 / n
+    return {"p50": statistics.median(samples), "p95": percentile(samples, 95), "n": n, "cpu_ms": cpu_ms}
 
 
 # --- Measurements ------------------------------------------------------------------------
-def bench_thumbnails(port: int, nginx_port: int, token: str, key: str, blob: bytes, cookie: str, apikey: str,
+def bench_thumbnails(ours_server: subprocess.Popen, nginx_server: subprocess.Popen, port: int, nginx_port: int,
+                     token: str, key: str, blob: bytes, cookie: str, apikey: str,
                      seconds: int) -> dict[str, dict[str, float]]:
     ours = f"http://127.0.0.1:{port}/m/{token}/{GRID_LEVEL}/"
     theirs = f"http://127.0.0.1:{nginx_port}/files/{key}"
@@ -255,17 +279,20 @@ def bench_thumbnails(port: int, nginx_port: int, token: str, key: str, blob: byt
     results = {}
     for connections, duration in ((32, seconds), (1, max(3, seconds // 2))):
         for who, url, headers in (("nginx", theirs, {}), *((w, ours, h) for w, h in credentials.items())):
-            wrk(url, headers, connections=connections, seconds=1)  # warm-up: connections, pools, caches
-            results[f"{who} c{connections}"] = wrk(url, headers, connections=connections, seconds=duration)
+            server = (nginx_server if who == "nginx" else ours_server).pid
+            wrk(url, headers, connections=connections, seconds=1, server=server)  # warm-up: connections, pools
+            results[f"{who} c{connections}"] = wrk(url, headers, connections=connections, seconds=duration,
+                                                   server=server)
             print(f"  {who:8} {connections:2} conn: {results[f'{who} c{connections}']['rps']:8.0f} req/s", flush=True)
     return results
 
 
-def bench_list(port: int, apikey: str, *, expect_count: int, rounds: int, usage_n: int) -> dict[str, dict]:
+def bench_list(server: subprocess.Popen, port: int, apikey: str, *, expect_count: int, rounds: int,
+               usage_n: int) -> dict[str, dict]:
     client = Client(port, {"Authorization": f"Bearer {apikey}"})
-    timed(client, "/api/v1/me/", 20)  # warm-up
-    results = {"me": timed(client, "/api/v1/me/", usage_n)}
-    first, following = [], []
+    timed(client, "/api/v1/me/", 20, server.pid)  # warm-up
+    results = {"me": timed(client, "/api/v1/me/", usage_n, server.pid)}
+    first, following, cpu = [], [], group_cpu(server.pid)
     for _ in range(rounds):
         path = f"/api/v1/media/?page_size={PAGE_SIZE}"
         for page in range(FOLLOWING_PAGES + 1):
@@ -278,25 +305,27 @@ def bench_list(port: int, apikey: str, *, expect_count: int, rounds: int, usage_
             if not data["next"]:
                 break
             path = urlsplit(data["next"])._replace(scheme="", netloc="").geturl()
+    cpu_ms = (group_cpu(server.pid) - cpu) * 1000 / (len(first) + len(following))
     variants = len(data["results"][0]["variants"])
-    results["first"] = {"p50": statistics.median(first), "p95": percentile(first, 95), "n": len(first)}
+    results["first"] = {"p50": statistics.median(first), "p95": percentile(first, 95), "n": len(first),
+                        "cpu_ms": cpu_ms}
     results["following"] = {"p50": statistics.median(following), "p95": percentile(following, 95),
-                            "n": len(following), "variants": variants}
-    results["usage"] = timed(client, "/api/v1/usage/", usage_n)
+                            "n": len(following), "variants": variants, "cpu_ms": cpu_ms}
+    results["usage"] = timed(client, "/api/v1/usage/", usage_n, server.pid)
     return results
 
 
 # --- The embedded instance ---------------------------------------------------------------
 SEED_SQLITE = """
 import random, uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from gallery.models import Media, User, Variant
 from django.db import transaction
 user = User.objects.get(username="bench")
 real = Media.objects.get(owner=user)
 levels = list(real.variants.values("level", "width", "height", "size", "content_type"))
 rng = random.Random(1)
-start = datetime(2015, 1, 1, tzinfo=timezone.utc)
+start = datetime(2015, 1, 1, tzinfo=UTC)
 with transaction.atomic():
     media = [Media(owner=user, kind="image", original_filename=f"IMG_{i:07d}.jpg", content_type="image/jpeg",
                    size=rng.randrange(1_500_000, 6_000_000), sha256="%%064x" %% rng.getrandbits(256), status="ready",
@@ -339,19 +368,19 @@ def embedded(opts: argparse.Namespace, workdir: Path) -> tuple[dict, dict]:
     manage(env, "shell", "-c", SEED_SQLITE % (opts.thousand - 1))
     manage(env, "shell", "-c", RECOUNT)
     out = manage(env, "shell", "-c", "from gallery.models import Variant; import json; print('JSON' + json.dumps("
-                 "list(Variant.objects.filter(media__original_filename=%r).values('level', 'width', 'height', "
-                 "'size', 'content_type', 'storage_key', 'media__token'))))" % PHOTO.name)
+                 f"list(Variant.objects.filter(media__original_filename={PHOTO.name!r}).values('level', 'width', "
+                 "'height', 'size', 'content_type', 'storage_key', 'media__token'))))")
     variants = {v["level"]: v for v in json.loads(out.split("JSON", 1)[1])}
     grid = variants[GRID_LEVEL]
     files = {level: (data_dir / "media" / v["storage_key"]).read_bytes() for level, v in variants.items()}
     print(f"embedded (SQLite): {opts.thousand} media; grid thumbnail {GRID_LEVEL} {grid['width']}x{grid['height']}, "
           f"{grid['size']} bytes", flush=True)
     port, nginx_port = free_port(), free_port()
-    with chipmunk(env, port, workdir), nginx(workdir, data_dir / "media", nginx_port):
+    with chipmunk(env, port, workdir) as ours, nginx(workdir, data_dir / "media", nginx_port) as theirs:
         cookie = session_cookie(port)
-        figures = {"thumb": bench_thumbnails(port, nginx_port, grid["media__token"], grid["storage_key"],
+        figures = {"thumb": bench_thumbnails(ours, theirs, port, nginx_port, grid["media__token"], grid["storage_key"],
                                              files[GRID_LEVEL], cookie, apikey, opts.duration)}
-        figures["list"] = bench_list(port, apikey, expect_count=opts.thousand, rounds=opts.rounds,
+        figures["list"] = bench_list(ours, port, apikey, expect_count=opts.thousand, rounds=opts.rounds,
                                      usage_n=opts.requests)
     return figures, {"variants": variants, "files": files}
 
@@ -373,7 +402,7 @@ def seed_levels(opts: argparse.Namespace, variants: dict) -> list[dict]:
 
 def fingerprint(opts: argparse.Namespace, variants: dict) -> str:
     levels = [[v["level"], v["width"], v["height"], v["size"], v["content_type"]] for v in seed_levels(opts, variants)]
-    return json.dumps({"seed": 1, "media": opts.million, "levels": levels}, sort_keys=True)
+    return json.dumps({"seed": 2, "media": opts.million, "levels": levels}, sort_keys=True)
 
 
 def seeded(dsn: str, expect: str) -> bool:
@@ -414,14 +443,24 @@ def seed_postgres(opts: argparse.Namespace, env: dict, variants: dict, mark: str
     manage(env, "createuser", "bench", "--password", PASSWORD, "--quota", "100000TB")
     levels = seed_levels(opts, variants)
     rng = random.Random(1)
-    now = datetime.now(timezone.utc).isoformat()
-    start = datetime(2015, 1, 1, tzinfo=timezone.utc)
+    now = datetime.now(UTC).isoformat()
+    start = datetime(2015, 1, 1, tzinfo=UTC)
     with psycopg.connect(opts.database_url) as conn:
         owner = conn.execute("SELECT id FROM gallery_user WHERE username = 'bench'").fetchone()[0]
         # Rows are consistent by construction: skip the per-row foreign key triggers.
         conn.execute("SET session_replication_role = replica")
-        suffixes = ["\t".join([level["level"], str(level["width"]), str(level["height"]), str(level["size"]),
-                               level["content_type"]]) for level in levels]
+        # Indexes that are not constraints are built once at the end (a sort, not a million inserts).
+        plain = conn.execute(
+            "SELECT i.indexrelid::regclass::text, pg_get_indexdef(i.indexrelid) FROM pg_index i "
+            "LEFT JOIN pg_constraint c ON c.conindid = i.indexrelid "
+            "WHERE i.indrelid IN ('gallery_media'::regclass, 'gallery_variant'::regclass) AND c.oid IS NULL").fetchall()
+        for name, _ in plain:
+            conn.execute(sql.SQL("DROP INDEX {}").format(sql.Identifier(name)))
+        # Ids in ascending order: the primary key and the (media, level) constraint grow at their right edge.
+        ids = sorted(rng.getrandbits(128) for _ in range(opts.million))
+        variant_template = "".join(
+            f"{{0}}\t{level['level']}\t{level['width']}\t{level['height']}\t{level['size']}\t{level['content_type']}"
+            f"\t{owner}/library/variants/{{0}}/{level['level']}-bench.webp\t{now}\n" for level in levels)
         media_copy = f"COPY gallery_media ({', '.join(MEDIA_COLUMNS)}) FROM STDIN"
         variant_copy = f"COPY gallery_variant ({', '.join(VARIANT_COLUMNS)}) FROM STDIN"
         done = 0
@@ -429,7 +468,7 @@ def seed_postgres(opts: argparse.Namespace, env: dict, variants: dict, mark: str
             left(300)
             media_lines, variant_lines = [], []
             for i in range(done, min(done + CHUNK, opts.million)):
-                media_id = uuid.UUID(int=rng.getrandbits(128), version=4)
+                media_id = uuid.UUID(int=ids[i], version=4)
                 taken = (start + timedelta(seconds=rng.randrange(0, 10 * 365 * 86400))).isoformat()
                 trashed = now if i % TRASHED_EVERY == TRASHED_EVERY - 1 else r"\N"
                 token = f"{rng.getrandbits(128):032x}"[:22]
@@ -438,10 +477,7 @@ def seed_postgres(opts: argparse.Namespace, env: dict, variants: dict, mark: str
                     f"{rng.getrandbits(256):064x}\tready\t\t{taken}\t60\tf\t4000\t3000\t\\N\t"
                     f"48.85\t2.35\t35.0\tParis\tÎle-de-France\tFrance\tCanon\tCanon EOS 40D\t{{}}\t{{}}\t"
                     f"{trashed}\tf\t{owner}/library/originals/bench/{i}.jpg\t{token}\t{now}\t{now}\n")
-                prefix = f"{media_id}\t"
-                key = f"{owner}/library/variants/{media_id}/"
-                for suffix, level in zip(suffixes, levels):
-                    variant_lines.append(f"{prefix}{suffix}\t{key}{level['level']}-bench.webp\t{now}\n")
+                variant_lines.append(variant_template.format(media_id))
             with conn.cursor() as cur:
                 with cur.copy(media_copy) as copy:
                     copy.write("".join(media_lines))
@@ -450,6 +486,9 @@ def seed_postgres(opts: argparse.Namespace, env: dict, variants: dict, mark: str
             done += len(media_lines)
             if done % 200_000 == 0 or done == opts.million:
                 print(f"  seeded {done} media in {time.monotonic() - started:.0f} s", flush=True)
+        for _, definition in plain:
+            left(300)
+            conn.execute(definition)
         conn.commit()
     manage(env, "shell", "-c", RECOUNT, cap=300)
     with psycopg.connect(opts.database_url, autocommit=True) as conn:
@@ -485,20 +524,23 @@ def postgres(opts: argparse.Namespace, workdir: Path, grid: dict) -> dict:
     apikey = manage(env, "apikey", "create", "bench", "--name", "bench-browse").strip().splitlines()[-1]
     port, nginx_port = free_port(), free_port()
     print(f"PostgreSQL (DATABASE_POOL=true): {opts.million} media, {visible} in the library", flush=True)
-    with chipmunk(env, port, workdir), nginx(workdir, data_dir / "media", nginx_port):
+    with chipmunk(env, port, workdir) as ours, nginx(workdir, data_dir / "media", nginx_port) as theirs:
         cookie = session_cookie(port)
-        figures = {"thumb": bench_thumbnails(port, nginx_port, token, key, grid["files"][GRID_LEVEL], cookie, apikey,
-                                             opts.duration)}
-        figures["list"] = bench_list(port, apikey, expect_count=visible, rounds=opts.rounds, usage_n=opts.requests)
+        figures = {"thumb": bench_thumbnails(ours, theirs, port, nginx_port, token, key, grid["files"][GRID_LEVEL],
+                                             cookie, apikey, opts.duration)}
+        figures["list"] = bench_list(ours, port, apikey, expect_count=visible, rounds=opts.rounds,
+                                     usage_n=opts.requests)
     return figures
 
 
 # --- Report ------------------------------------------------------------------------------
 def print_thumbnails(label: str, thumb: dict) -> list[tuple]:
-    print(f"\nthumbnails, {label}        req/s      p50      p99   ms/req (1 conn)")
+    print(f"\nthumbnails, {label}: 32 connections{'':9}| 1 connection")
+    print(f"  {'':10}{'req/s':>8}{'p50 ms':>9}{'p99 ms':>9}{'CPU ms/req':>11} |{'ms/req':>8}{'CPU ms/req':>11}")
     for who in ("nginx", "session", "api key"):
         many, one = thumb[f"{who} c32"], thumb[f"{who} c1"]
-        print(f"  {who:10} 32 conn {many['rps']:8.0f} {many['p50']:7.2f}ms {many['p99']:6.2f}ms {one['ms_per_request']:8.3f}")
+        print(f"  {who:10}{many['rps']:8.0f}{many['p50']:9.2f}{many['p99']:9.2f}{many['cpu_ms']:11.3f} |"
+              f"{one['ms_per_request']:8.3f}{one['cpu_ms']:11.3f}")
     rows = []
     for who in ("session", "api key"):
         many, ref = thumb[f"{who} c32"], thumb["nginx c32"]
@@ -511,22 +553,26 @@ def print_thumbnails(label: str, thumb: dict) -> list[tuple]:
                  (f"{label}: thumbnail p50, {who}", f"{many['p50']:.2f} ms", f"nginx {ref['p50']:.2f} ms",
                   "", "", None),
                  (f"{label}: thumbnail, 1 conn, {who}", f"{thumb[f'{who} c1']['ms_per_request']:.3f} ms/req",
-                  f"nginx {thumb['nginx c1']['ms_per_request']:.3f}", "", "", None)]
+                  f"nginx {thumb['nginx c1']['ms_per_request']:.3f}", "", "", None),
+                 (f"{label}: thumbnail server CPU/req, {who}", f"{many['cpu_ms']:.3f} ms",
+                  f"nginx {ref['cpu_ms']:.3f} ms", "", f"{many['cpu_ms'] / ref['cpu_ms']:.0f}x", None)]
     return rows
 
 
 def print_list(label: str, figures: dict, first_goal: float, usage_goal: float | None) -> list[tuple]:
     me, first, following, usage = figures["me"], figures["first"], figures["following"], figures["usage"]
     print(f"\nmedia list, {label}: page_size={PAGE_SIZE}, {following['variants']} variants per media")
-    print(f"  {'':28}{'p50':>9}{'p95':>9}{'n':>6}")
+    print(f"  {'':28}{'p50':>9}{'p95':>9}{'n':>6}{'server CPU/req':>16}")
     for name, fig in (("/api/v1/me/ (floor)", me), ("first page", first), ("following pages", following),
                       ("/api/v1/usage/", usage)):
-        print(f"  {name:28}{fig['p50']:7.2f}ms{fig['p95']:7.2f}ms{fig['n']:6}")
+        print(f"  {name:28}{fig['p50']:7.2f}ms{fig['p95']:7.2f}ms{fig['n']:6}{fig['cpu_ms']:13.2f} ms")
     floor = f"me/ {me['p50']:.2f} / {me['p95']:.2f} ms"
     rows = [(f"{label}: first page p50 / p95", f"{first['p50']:.2f} / {first['p95']:.2f} ms", floor,
              f"p95 < {first_goal:g} ms", "", first["p95"] < first_goal),
             (f"{label}: following pages p50 / p95", f"{following['p50']:.2f} / {following['p95']:.2f} ms", floor,
              "p95 < 20 ms", "", following["p95"] < 20)]
+    rows.append((f"{label}: list page server CPU (all pages)", f"{first['cpu_ms']:.2f} ms",
+                 f"me/ {me['cpu_ms']:.2f} ms", "", "", None))
     rows.append((f"{label}: usage p50 / p95", f"{usage['p50']:.2f} / {usage['p95']:.2f} ms", floor,
                  f"< {usage_goal:g} ms" if usage_goal else "", "", usage["p95"] < usage_goal if usage_goal else None))
     return rows
@@ -543,6 +589,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=200, help="requests for /api/v1/usage/ and /me/")
     parser.add_argument("--database-url", default=DEFAULT_DATABASE_URL)
     parser.add_argument("--skip-pg", action="store_true")
+    parser.add_argument("--json", type=Path, help="also write every figure to this file")
     opts = parser.parse_args()
     wrk_bin()
     if not PHOTO.exists():
@@ -557,6 +604,8 @@ def main() -> None:
         if pg_figures:
             rows += print_thumbnails("PostgreSQL", pg_figures["thumb"])
             rows += print_list(f"PostgreSQL {opts.million}", pg_figures["list"], 20, 20)
+        if opts.json:
+            opts.json.write_text(json.dumps({"sqlite": sqlite_figures, "postgresql": pg_figures}, indent=1))
         print(f"\n{'figure':46}{'ours':>20}  {'reference':24}{'goal':20}{'ratio':>7}  met")
         for name, ours, reference, goal, ratio, met in rows:
             verdict = "" if met is None else ("yes" if met else "NO")
