@@ -162,6 +162,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "gallery.login.login_options",
+                "gallery.web.views.site",
             ],
         },
     },
@@ -411,8 +412,29 @@ THROTTLE_RULES = {
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 # Sent on secure responses only; 0 sends none.
 SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31_536_000, minimum=0)
+# The map page's tiles: a URL template with {z}, {x} and {y} (optionally {s}), on another
+# origin (the one origin the CSP lets pages load from besides our own) or a path on this site.
+MAP_TILE_URL = env_str("MAP_TILE_URL", "https://tile.openstreetmap.org/{z}/{x}/{y}.png")
+
+
+def map_tile_origin(url: str) -> str:
+    """The origin the CSP must allow for MAP_TILE_URL ("" for a path on this site)."""
+    from urllib.parse import urlsplit
+
+    if not all(part in url for part in ("{z}", "{x}", "{y}")):
+        raise ImproperlyConfigured("MAP_TILE_URL must contain {z}, {x} and {y}")
+    if url.startswith("/") and not url.startswith("//"):
+        return ""
+    parts = urlsplit(url.replace("{s}", "a"))
+    if parts.scheme not in ("http", "https") or not parts.hostname or any(c in url for c in " ;,'\""):
+        raise ImproperlyConfigured("MAP_TILE_URL must be an http(s) URL or a path starting with /")
+    host = url.split("://", 1)[1].split("/", 1)[0]
+    return f"{parts.scheme}://{host.replace('{s}', '*')}"
+
+
 # On every HTML page. Templates carry no inline script or style: everything is under static/.
-CONTENT_SECURITY_POLICY = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
+_IMG_SOURCES = " ".join(filter(None, ["'self'", map_tile_origin(MAP_TILE_URL), "data:", "blob:"]))
+CONTENT_SECURITY_POLICY = (f"default-src 'self'; script-src 'self'; style-src 'self'; img-src {_IMG_SOURCES}; "
                            "connect-src 'self' ws: wss:; object-src 'none'; base-uri 'self'; frame-ancestors 'none'")
 # /health/ shows its details (queue counts, cache sizes, errors) to staff sessions and to
 # `Authorization: Bearer <token>` or ?token=<token>; anonymous callers see status and ok only.

@@ -58,6 +58,16 @@ def user_set_personal_quota(*, user: User, quota_bytes: int | None) -> None:
     User.objects.filter(pk=user.pk).update(personal_quota_bytes=quota_bytes)
 
 
+def user_set_time_zone(*, user: User, time_zone: str) -> None:
+    """The zone used for media whose capture offset is unknown (an IANA name, e.g. Europe/Paris)."""
+    import zoneinfo
+
+    if time_zone not in zoneinfo.available_timezones():
+        raise InvalidInput(f"no time zone named {time_zone[:64]!r}")
+    user.time_zone = time_zone
+    User.objects.filter(pk=user.pk).update(time_zone=time_zone)
+
+
 def quota_check(*, user: User, requested: int) -> None:
     """Raise QuotaExceeded when `requested` more bytes would not fit in the user's quota."""
     if user.used_bytes + user.reserved_bytes + requested > user.quota_bytes:

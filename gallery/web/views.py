@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import zoneinfo
 from functools import wraps
 
+from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
@@ -13,6 +15,7 @@ from django.views.decorators.http import require_POST
 
 from gallery.exceptions import ChipmunkError
 from gallery.models import Media
+from gallery.services.accounts import user_set_time_zone
 from gallery.services.media import media_ingest
 from gallery.throttle import throttle_check, throttle_fail
 
@@ -21,9 +24,11 @@ PAGE_SIZE = 120
 
 @login_required
 def timeline(request):
+    """The timeline page. Its script builds the grid from the API; the first page rendered here
+    is what a browser without JavaScript shows (in <noscript>), with pages of PAGE_SIZE."""
     media = Media.objects.visible_to(request.user).timeline().prefetch_related("variants")
     page = Paginator(media, PAGE_SIZE).get_page(request.GET.get("page"))
-    return render(request, "gallery/timeline.html", {"page": page})
+    return render(request, "gallery/timeline.html", {"page": page, "nav": "photos"})
 
 
 @login_required
@@ -80,3 +85,56 @@ def throttled_login(view):
 
 login = throttled_login(auth_views.LoginView.as_view())
 admin_login = throttled_login(admin.site.login)
+
+
+# --- The other pages: a template each; their scripts talk to the API ---------------------------
+def site(request) -> dict:
+    """Template context for every page: where the map's tiles come from."""
+    return {"map_tile_url": settings.MAP_TILE_URL}
+
+
+def _page(template: str, nav: str):
+    @login_required
+    def view(request, **kwargs):
+        return render(request, template, {"nav": nav, **kwargs})
+
+    view.__name__ = nav
+    return view
+
+
+albums = _page("gallery/albums.html", "albums")
+album = _page("gallery/album.html", "albums")
+map_page = _page("gallery/map.html", "map")
+shares = _page("gallery/shares.html", "shares")
+trash = _page("gallery/trash.html", "trash")
+vault = _page("gallery/vault.html", "vault")
+
+
+@login_required
+def search(request):
+    return render(request, "gallery/search.html", {"nav": "search", "search_query": request.GET.get("q", "")})
+
+
+@login_required
+def info(request, media_id):
+    """The lightbox's information panel for one media (date, place, camera, exposure, size)."""
+    media = get_object_or_404(Media.objects.visible_to(request.user).select_related("owner"), pk=media_id)
+    details = media.details or {}
+    return render(request, "gallery/_info.html", {"media": media, "taken": media.taken_at_local(), "details": details})
+
+
+@login_required
+def account_settings(request):
+    """Time zone (a form), plan and usage, API keys and linked providers (their scripts use the API)."""
+    if request.method == "POST":
+        try:
+            user_set_time_zone(user=request.user, time_zone=request.POST.get("time_zone", "").strip())
+        except ChipmunkError as exc:
+            messages.error(request, exc.detail)
+        else:
+            messages.success(request, "Time zone saved.")
+        return redirect("gallery:settings")
+    return render(request, "gallery/settings.html", {
+        "nav": "settings", "zones": sorted(zoneinfo.available_timezones()),
+        "identities": request.user.identities.order_by("issuer"),
+    })

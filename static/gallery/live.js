@@ -1,9 +1,12 @@
-// Live updates of the timeline: listens on /ws/events/ and refreshes the tile of each media
-// that is created, processed or fails, so an open page never needs a reload.
+// Live updates: listens on /ws/events/, dispatches each message as a "chipmunk:event" DOM event
+// (the timeline, static/gallery/timeline.js, updates itself from them), and refreshes the tile
+// of a server-rendered grid (#grid) when a page has one, so an open page never needs a reload.
 (function () {
   "use strict";
+  // The no-JS grid (#grid) is refreshed here; other pages listen to the chipmunk:event
+  // events this dispatches for every message.
   const grid = document.getElementById("grid");
-  if (!grid || !window.WebSocket) return;
+  if (!window.WebSocket) return;
 
   // The tile's markup is the server's (templates/gallery/_tile.html): one template for the
   // first render and every live update.
@@ -30,6 +33,7 @@
   }
 
   async function refresh(id, removed) {
+    if (!grid) return;
     const ticket = (latest.get(id) || 0) + 1;
     latest.set(id, ticket);
     if (removed) {
