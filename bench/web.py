@@ -208,8 +208,8 @@ def one_run(browser, url: str) -> dict:
             break
         page.evaluate(f"window.scrollTo(0, {y})")
         page.wait_for_timeout(30)
-        page.wait_for_function("!document.querySelector('.vg-pending') || "
-                               "[...document.querySelectorAll('.vg-pending')].every(n => n.getBoundingClientRect().top > innerHeight)",
+        page.wait_for_function("() => [...document.querySelectorAll('.vg-pending')].every(n => {"
+                               "const r = n.getBoundingClientRect(); return r.top > innerHeight || r.bottom < 0; })",
                                timeout=30_000)
         most = max(most, page.evaluate("document.getElementsByTagName('*').length"))
         y += 700

@@ -272,9 +272,11 @@ export class Lightbox {
       const L = await loadLeaflet();
       const lat = Number(node.dataset.lat);
       const lon = Number(node.dataset.lon);
-      const map = L.map(node, {attributionControl: true, zoomControl: false}).setView([lat, lon], 12);
+      // Not interactive (no focusable part): the panel's text says where; the map page is for maps.
+      const map = L.map(node, {attributionControl: false, zoomControl: false, keyboard: false, dragging: false,
+        scrollWheelZoom: false, doubleClickZoom: false, boxZoom: false, touchZoom: false}).setView([lat, lon], 12);
       tileLayer(L).addTo(map);
-      L.circleMarker([lat, lon], {radius: 7}).addTo(map);
+      L.circleMarker([lat, lon], {radius: 7, interactive: false}).addTo(map);
     } catch (error) {
       node.textContent = "The map could not be shown.";
     }
