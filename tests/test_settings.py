@@ -28,6 +28,8 @@ def start_with(env: dict[str, str]) -> subprocess.CompletedProcess:
     ("WORKER_CONCURRENCY", "0"), ("SEARCH_BACKEND", "grep"), ("JOB_LEASE_SECONDS", "1"),
     ("DATABASE_POOL", "true"),  # on SQLite
     ("FORWARDED_ALLOW_IPS", "nginx"), ("MAX_REQUEST_HEADER_SIZE", "big"), ("LOGIN_FAILURES_PER_ACCOUNT", "0"),
+    ("MAP_TILE_URL", "tiles.example/{z}/{x}/{y}.png"), ("MAP_TILE_URL", "https://tiles.example/world.png"),
+    ("MAP_TILE_URL", "https://tiles.example/{z}/{x}/{y}.png; script-src *"),
 ])
 def test_invalid_setting_names_the_variable(name, value, tmp_path):
     # DATABASE_URL empty: SQLite, whatever the caller (CI) points the tests at.

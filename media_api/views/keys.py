@@ -6,6 +6,7 @@ leaked key cannot make itself permanent."""
 from __future__ import annotations
 
 from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.decorators import api_view
 from rest_framework.exceptions import PermissionDenied
@@ -28,11 +29,23 @@ class ApiKeyCreateSerializer(serializers.Serializer):
     scopes = serializers.ListField(child=serializers.ChoiceField(choices=ApiKey.SCOPES), min_length=1, max_length=2)
 
 
+class ApiKeyCreatedSerializer(ApiKeySerializer):
+    secret = serializers.CharField(help_text="the key itself: shown in this answer only")
+
+    class Meta(ApiKeySerializer.Meta):
+        fields = [*ApiKeySerializer.Meta.fields, "secret"]
+        read_only_fields = fields
+
+
 def _session_only(request) -> None:
     if auth_kind(request.auth) != "session":
         raise PermissionDenied("API keys are managed from a signed-in web session only")
 
 
+@extend_schema(methods=["GET"], summary="Your API keys (web session only)",
+               responses=inline_serializer("ApiKeyList", {"results": ApiKeySerializer(many=True)}))
+@extend_schema(methods=["POST"], summary="Make an API key (web session only); its secret is in this answer only",
+               request=ApiKeyCreateSerializer, responses={201: ApiKeyCreatedSerializer})
 @api_view(["GET", "POST"])
 def keys(request):
     """GET: the caller's keys, newest first (revoked ones included). POST {name, scopes}: a new
@@ -48,6 +61,7 @@ def keys(request):
     return Response({**ApiKeySerializer(key).data, "secret": raw}, status=status.HTTP_201_CREATED)
 
 
+@extend_schema(summary="Revoke an API key (web session only)", responses={204: None})
 @api_view(["DELETE"])
 def key_detail(request, key_id):
     """Revoke one of the caller's keys (204); another person's key is 404."""
