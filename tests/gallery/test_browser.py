@@ -90,7 +90,7 @@ def log_in(browser, server: str, username: str):
     page.fill("input[name=username]", username)
     page.fill("input[name=password]", f"{username}-password")
     page.click("button[type=submit]")
-    page.wait_for_selector("#grid")
+    page.wait_for_selector("#timeline[aria-busy=false]", state="attached")
     return page
 
 
@@ -98,17 +98,21 @@ def test_login_upload_with_tus_and_see_the_photo_appear_live(server, browser, al
     photo = tmp_path / "DSCN0010.jpg"
     shutil.copy(corpus / "jpg" / "gps" / "DSCN0010.jpg", photo)
     page = log_in(browser, server, "alice")
-    assert "Nothing here yet" in page.inner_text("#grid")
+    assert page.get_by_text("Nothing here yet").is_visible()
 
-    # No reload from here on: the tile must arrive over the websocket.
+    # No reload from here on: the tile must arrive over the websocket, and turn from
+    # processing to ready with its thumbnail.
     page.set_input_files("#upload-form input[type=file]", str(photo))
-    tile_img = page.wait_for_selector("#grid li.tile.ready img", timeout=30_000)
+    tile_img = page.wait_for_selector("#timeline .tile.ready img.full", timeout=30_000)
     page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=tile_img, timeout=10_000)
     natural = page.evaluate("img => [img.naturalWidth, img.naturalHeight]", tile_img)
-    assert natural == [160, 160]  # the 3s square variant, served to the session
+    box = page.evaluate("img => [img.clientWidth, img.clientHeight]", tile_img)
+    assert natural[0] >= box[0] and natural[1] >= box[1]  # a level that covers the tile, served to the session
     assert page.locator("#upload-list li").count() == 1
+    assert page.locator("#upload-overall").is_visible()
     page.wait_for_timeout(1500)  # late events must not add a second tile, nor anything reload the page
-    assert page.locator("#grid li.tile").count() == 1
+    assert page.locator("#timeline .tile").count() == 1
+    assert page.get_by_text("Nothing here yet").is_hidden()
     assert page.inner_text("#count") == "1 item"
     page.screenshot(path=str(tmp_path / "timeline.png"))
     if os.environ.get("CHIPMUNK_SCREENSHOTS"):
@@ -128,6 +132,7 @@ def test_stranger_sees_an_empty_grid_and_404_for_alices_photo(server, browser, a
     with open(path, "rb") as fh:
         media = media_ingest(owner=alice, stream=fh, size=path.stat().st_size, filename=path.name).media
     page = log_in(browser, server, "charlie")
-    assert "Nothing here yet" in page.inner_text("#grid")
+    assert page.get_by_text("Nothing here yet").is_visible()
+    assert page.locator("#timeline .tile").count() == 0
     response = page.goto(f"{server}/m/{media.token}/0/")
     assert response.status == 404
