@@ -3,12 +3,13 @@ and an import's folders and Takeout flags become albums and favourites."""
 
 from __future__ import annotations
 
-from typing import Iterable
+from typing import Any, Iterable
 
 from django.db import transaction
 
 from gallery.models import Album, Media, Tag, User
 from gallery.services.library import favourites_for
+from gallery.services.media import media_queue_processing
 
 
 @transaction.atomic
@@ -50,3 +51,23 @@ def media_add_to_albums(*, media: Media, albums: Iterable[Album] = (), favourite
         targets.append(favourites_for(user=media.owner))
     for album in targets:
         album.media.add(media)
+
+
+def media_attach_sidecar(*, media: Media, sidecar: dict[str, Any]) -> bool:
+    """Give a media its sidecar data when it has none (a photo uploaded from the phone before,
+    found again in a Takeout). Processing runs again only if the sidecar can fill a gap: a
+    date for an estimated taken_at, a position, a description or keywords. Returns whether
+    it was attached."""
+    with transaction.atomic():
+        row = Media.objects.select_for_update().filter(pk=media.pk).first()
+        if row is None or row.details.get("sidecar") or not sidecar:
+            return False
+        details = {**row.details, "sidecar": sidecar}
+        Media.objects.filter(pk=row.pk).update(details=details)
+        dated = bool(sidecar.get("xmp_dates") or sidecar.get("taken_timestamp"))
+        useful = ((row.taken_at_estimated and dated) or (row.latitude is None and "latitude" in sidecar)
+                  or "description" in sidecar or "tags" in sidecar)
+        # A pending media is processed soon anyway and will read the sidecar then.
+        if useful and row.status in (Media.Status.READY, Media.Status.FAILED):
+            media_queue_processing(media=row)
+    return True
