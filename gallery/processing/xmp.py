@@ -40,6 +40,7 @@ JPEG_XMP_PREFIX = b"http://ns.adobe.com/xap/1.0/\x00"
 PNG_XMP_KEYWORD = b"XML:com.adobe.xmp"
 MAX_PACKET = 8 * 1024 * 1024  # Photoshop's edit history makes big packets; bigger is not XMP we want
 SCAN_WINDOW = 32 * 1024 * 1024  # bytes scanned at each end of a container for a packet
+MDAT_WINDOW = 4 * 1024 * 1024  # bytes scanned at the start of an ISO-BMFF media data box
 _CHUNK = 1024 * 1024
 _STARTS = (b"<x:xmpmeta", b"<x:xapmeta")
 _ENDS = (b"</x:xmpmeta>", b"</x:xapmeta>")
@@ -117,6 +118,8 @@ def find_packet(fh: IO[bytes]) -> bytes | None:
             return payload
     elif head == b"\x89PNG\r\n\x1a\n":
         return _png_packet(fh)
+    elif head[4:8] == b"ftyp":
+        return _bmff_packet(fh)
     return _scan_packet(fh)
 
 
@@ -145,13 +148,41 @@ def _png_packet(fh: IO[bytes]) -> bytes | None:
         return text
 
 
-def _scan_packet(fh: IO[bytes]) -> bytes | None:
-    """Look for <x:xmpmeta ...> in the first and last SCAN_WINDOW bytes (HEIC keeps it in an item
-    near the start, MP4/MOV in moov, which is at either end). XMP is stored uncompressed."""
+def _bmff_packet(fh: IO[bytes]) -> bytes | None:
+    """HEIC/AVIF/MP4/MOV: scan every top-level box but the media data, whole (MP4 keeps XMP in
+    moov/udta/XMP_ or a uuid box), and the start of each mdat (HEIC stores its metadata items,
+    EXIF then XMP, ahead of the image tiles). Reading the item locations (iloc) would be exact;
+    this is bounded and finds what phones and cameras write."""
     size = fh.seek(0, os.SEEK_END)
-    windows = [(0, min(size, SCAN_WINDOW))]
-    if size > SCAN_WINDOW:
-        windows.append((max(SCAN_WINDOW, size - SCAN_WINDOW), size))
+    windows = []
+    offset = 0
+    while offset + 8 <= size and len(windows) < 1000:
+        fh.seek(offset)
+        length, kind = struct.unpack(">I4s", fh.read(8))
+        header = 8
+        if length == 1:
+            length, header = struct.unpack(">Q", fh.read(8))[0], 16
+        elif length == 0:
+            length = size - offset
+        if length < header:
+            break
+        end = min(offset + length, size)
+        if kind == b"mdat":
+            windows.append((offset + header, min(end, offset + header + MDAT_WINDOW)))
+        elif kind != b"free":
+            windows.append((offset + header, min(end, offset + header + SCAN_WINDOW)))
+        offset += length
+    return _scan_packet(fh, windows)
+
+
+def _scan_packet(fh: IO[bytes], windows: list[tuple[int, int]] | None = None) -> bytes | None:
+    """Look for <x:xmpmeta ...> in byte ranges, by default the first and last SCAN_WINDOW bytes
+    of the file (TIFF, WebP, GIF and other containers). XMP is stored uncompressed."""
+    if windows is None:
+        size = fh.seek(0, os.SEEK_END)
+        windows = [(0, min(size, SCAN_WINDOW))]
+        if size > SCAN_WINDOW:
+            windows.append((max(SCAN_WINDOW, size - SCAN_WINDOW), size))
     for start, end in windows:
         position = start
         carry = b""

@@ -130,12 +130,23 @@ def test_png_itxt(compressed):
     assert data.description == "The Colosseum" and data.rating == 4
 
 
-def test_packet_inside_another_container(tmp_path):
-    # An MP4/MOV keeps XMP in a uuid box or udta/XMP_, HEIC in an item: we scan for the packet.
+def box(kind: bytes, payload: bytes) -> bytes:
+    import struct
+
+    return struct.pack(">I4s", 8 + len(payload), kind) + payload
+
+
+def test_packet_inside_an_iso_bmff_container(tmp_path):
+    # MP4/MOV keep XMP in a top-level uuid box (or moov/udta/XMP_), after or before the media data.
+    uuid_xmp = b"\xbe\x7a\xcf\xcb\x97\xa9\x42\xe8\x9c\x71\x99\x94\x91\xe3\xaf\xac"
     mp4 = tmp_path / "clip.mp4"
-    mp4.write_bytes(b"\x00\x00\x00\x18ftypmp42\x00\x00\x00\x00mp42isom" + b"\x00" * 5000
-                    + b"\x00\x00\x10\x00uuid\xbez\xcf\xcb\x97\xa9B\xe8\x9c q\x99\x94\x91\xe3\xaf" + FULL + b"\x00" * 100)
+    mp4.write_bytes(box(b"ftyp", b"mp42\x00\x00\x00\x00mp42isom") + box(b"mdat", b"\x00" * 100_000)
+                    + box(b"moov", box(b"mvhd", b"\x00" * 100)) + box(b"uuid", uuid_xmp + FULL))
     assert read_xmp(mp4).dates["exif:DateTimeOriginal"].offset_minutes == 120
+    # Bytes that look like XMP deep in the media data are not searched for (nor read).
+    deep = tmp_path / "deep.mp4"
+    deep.write_bytes(box(b"ftyp", b"mp42\x00\x00\x00\x00mp42isom") + box(b"mdat", b"\x00" * (5 << 20) + FULL))
+    assert read_xmp(deep).empty
 
 
 def test_sidecar(tmp_path):
@@ -209,3 +220,27 @@ def test_a_manual_date_wins(alice, corpus, django_capture_on_commit_callbacks, m
     media_process(media_id=media.pk)
     media.refresh_from_db()
     assert media.taken_at == typed and media.status == "ready"
+
+
+@pytest.mark.django_db
+def test_a_video_with_xmp_written_by_exiftool(alice, tmp_path, django_capture_on_commit_callbacks):
+    """XMP (step 2) comes before the QuickTime creation date (step 4); its keywords become tags."""
+    import shutil
+    import subprocess
+
+    from tests.conftest import unavailable
+    from tests.gallery.test_video import make_clip
+
+    exiftool = shutil.which("exiftool")
+    if exiftool is None:
+        unavailable("exiftool is not installed (Debian: libimage-exiftool-perl)")
+    clip = make_clip(tmp_path / "clip.mp4", seconds=1.0, audio=False)
+    subprocess.run([exiftool, "-q", "-overwrite_original", "-QuickTime:CreateDate=2016:01:01 00:00:00",
+                    "-XMP-exif:DateTimeOriginal=2015:06:01 12:00:00+03:00", "-XMP-dc:Subject=beach", str(clip)],
+                   check=True, timeout=60)
+    assert read_xmp(clip).subjects == ["beach"]
+    media = ingest(alice, clip, "clip.mp4", django_capture_on_commit_callbacks)
+    assert media.status == "ready", media.error
+    assert media.taken_at_local().isoformat() == "2015-06-01T12:00:00+03:00"
+    assert media.details["taken_at_source"] == "exif:DateTimeOriginal"
+    assert list(media.tags.values_list("name", flat=True)) == ["beach"]
