@@ -109,15 +109,16 @@ def _apply_date(outcome: Outcome, media: Media, found: list, gps_zone: str | Non
     outcome.details["taken_at_source"] = chosen.source
 
 
-def _apply_descriptive(outcome: Outcome, xmp, sidecar: dict[str, Any]) -> None:
-    """Description, rating and keywords from embedded XMP, else from the sidecar."""
+def _apply_descriptive(outcome: Outcome, media: Media, xmp, sidecar: dict[str, Any]) -> None:
+    """Description, rating and keywords from embedded XMP, else from the sidecar. A description
+    or rating the media already has is kept: it may be the owner's own words."""
     if xmp is not None and xmp.error:
         outcome.notes.append(f"XMP could not be read fully: {xmp.error}")
     description = (xmp.description if xmp is not None else "") or sidecar.get("description") or ""
-    if description:
+    if description and not media.details.get("description"):
         outcome.details["description"] = description[:5000]
     rating = xmp.rating if xmp is not None and xmp.rating is not None else sidecar.get("rating")
-    if isinstance(rating, (int, float)):
+    if isinstance(rating, (int, float)) and "rating" not in media.details:
         outcome.details["rating"] = rating
     keywords = [*(xmp.subjects if xmp is not None else []), *sidecar.get("tags", [])]
     outcome.tags = [k for k in dict.fromkeys(str(k).strip()[:100] for k in keywords) if k]
@@ -161,7 +162,7 @@ def _image(media: Media, path: Path, outcome: Outcome) -> None:
                          _sidecar_position(sidecar))
     zone = _apply_location(outcome, *position)
     _apply_date(outcome, media, candidates(exif=exif, xmp=xmp, sidecar=sidecar), zone)
-    _apply_descriptive(outcome, xmp, sidecar)
+    _apply_descriptive(outcome, media, xmp, sidecar)
     outcome.outputs += [(v.level, v.width, v.height, v.content_type, "webp", v.data) for v in variants]
 
 
@@ -195,7 +196,7 @@ def _video(media: Media, path: Path, outcome: Outcome, workdir: Path) -> None:
     zone = _apply_location(outcome, *position)
     # Containers record UTC (Apple's key keeps the offset); else the GPS zone's or the owner's.
     _apply_date(outcome, media, candidates(xmp=xmp, quicktime=info.created_at, sidecar=sidecar), zone)
-    _apply_descriptive(outcome, xmp, sidecar)
+    _apply_descriptive(outcome, media, xmp, sidecar)
     outcome.outputs += [(v.level, v.width, v.height, v.content_type, "webp", v.data)
                         for v in render_variants_from_image(poster)]
     existing = set(media.variants.values_list("level", flat=True))
