@@ -245,6 +245,16 @@ def test_albums_from_folders_quiet_and_errors(alice, src, corpus, capsys):
         run("import_folder", str(src))
 
 
+def test_a_rerun_with_albums_from_folders_files_what_was_imported(alice, src, corpus):
+    (src / "Rome").mkdir()
+    shutil.copy(corpus / "jpg" / "Canon_40D.jpg", src / "Rome" / "a.jpg")
+    run("import_folder", "alice", str(src))
+    assert not Album.objects.filter(owner=alice, title="Rome").exists()
+    out = run("import_folder", "alice", str(src), "--albums-from-folders")
+    assert "0 imported, 0 duplicates, 1 already imported" in out
+    assert [m.original_filename for m in Album.objects.get(owner=alice, title="Rome").media.all()] == ["a.jpg"]
+
+
 def test_files_are_dated_by_their_modification_time(alice, src):
     import os
 

@@ -148,10 +148,15 @@ class Command(BaseCommand):
         favourite = bool(sidecar.get("favourite"))
         if item.sha256 in known:
             # The same photo in a Takeout year folder and in an album folder: stored once, in the album.
-            media = Media.objects.same_bytes(owner_id=owner.pk, sha256=item.sha256).first()
+            # A file an earlier run finished got its sidecar then; only albums may be new
+            # (--albums-from-folders on a rerun).
+            fresh = sidecar and not item.from_journal
+            media = None
+            if targets or favourite or fresh:
+                media = Media.objects.same_bytes(owner_id=owner.pk, sha256=item.sha256).first()
             if media is not None:
                 media_add_to_albums(media=media, albums=targets, favourite=favourite)
-                if sidecar:
+                if fresh:
                     media_attach_sidecar(media=media, sidecar=sidecar)
             if not item.from_journal:
                 journal.record(item)
