@@ -28,7 +28,12 @@ export class VirtualGrid {
     this.observer = new IntersectionObserver((entries) => this.intersect(entries), {rootMargin: "400px 0px"});
     this.container.addEventListener("click", (event) => this.click(event));
     this.container.addEventListener("keydown", (event) => this.key(event));
-    window.addEventListener("scroll", () => this.schedule(), {passive: true});
+    // While the page scrolls fast (a scrubber drag, a flick) tiles are placed without their
+    // pictures, which would be off screen before they decode; the pictures come when it slows.
+    this.fast = false;
+    this.lastScroll = {y: window.scrollY, t: performance.now()};
+    this.idleTimer = null;
+    window.addEventListener("scroll", () => this.scrolled(), {passive: true});
     new ResizeObserver(() => {
       const width = this.container.clientWidth;
       if (width && width !== this.width) this.relayout();
@@ -113,6 +118,29 @@ export class VirtualGrid {
     return Math.ceil(count / perRow) * (target + GAP);
   }
 
+  layoutSection(section) {
+    const blocks = [];
+    let top = 0;
+    const items = section.items;
+    if (!this.groupByDay) {
+      const laid = this.layoutItems(items, 0);
+      return {blocks: laid.rows, height: laid.top};
+    }
+    let i = 0;
+    while (i < items.length) {
+      const day = (items[i].taken_at || "").slice(0, 10);
+      let j = i;
+      while (j < items.length && (items[j].taken_at || "").slice(0, 10) === day) j++;
+      blocks.push({type: "day", key: `d:${section.key}:${day}`, top, h: DAY_H, day, ids: items.slice(i, j).map((m) => m.id)});
+      top += DAY_H;
+      const laid = this.layoutItems(items.slice(i, j), top);
+      blocks.push(...laid.rows);
+      top = laid.top;
+      i = j;
+    }
+    return {blocks, height: top};
+  }
+
   relayout() {
     this.width = this.container.clientWidth || document.documentElement.clientWidth;
     const anchor = this.anchor();
@@ -127,31 +155,23 @@ export class VirtualGrid {
       if (!section.items) {
         blocks.push({type: "pending", key: `p:${section.key}`, top, h: this.estimate(section.count), section});
         top += this.estimate(section.count);
-      } else if (this.groupByDay) {
-        let i = 0;
-        const items = section.items;
-        while (i < items.length) {
-          const day = (items[i].taken_at || "").slice(0, 10);
-          let j = i;
-          while (j < items.length && (items[j].taken_at || "").slice(0, 10) === day) j++;
-          blocks.push({type: "day", key: `d:${section.key}:${day}`, top, h: DAY_H, day, ids: items.slice(i, j).map((m) => m.id)});
-          top += DAY_H;
-          const laid = this.layoutItems(items.slice(i, j), top);
-          blocks.push(...laid.rows);
-          top = laid.top;
-          i = j;
-        }
       } else {
-        const laid = this.layoutItems(section.items, top);
-        blocks.push(...laid.rows);
-        top = laid.top;
+        // A section's own layout is kept until its items or the width change: a relayout after
+        // one month loaded only moves the others.
+        const cache = section._layout;
+        const stamp = `${this.width}|${section.items.length}|${section.version || 0}`;
+        if (!cache || cache.stamp !== stamp || cache.items !== section.items) {
+          section._layout = {stamp, items: section.items, ...this.layoutSection(section)};
+        }
+        for (const block of section._layout.blocks) blocks.push({...block, top: top + block.top});
+        top += section._layout.height;
       }
       section.height = top - section.top;
     }
     this.blocks = blocks;
     this.height = top;
     this.container.style.height = `${Math.ceil(top)}px`;
-    for (const [, node] of this.nodes) node.dataset.stale = "1";
+    for (const [, node] of this.nodes) node._stale = true;
     this.restore(anchor);
     this.render();
   }
@@ -194,6 +214,19 @@ export class VirtualGrid {
   }
 
   // --- rendering ----------------------------------------------------------------------------
+  scrolled() {
+    const now = performance.now();
+    const speed = Math.abs(window.scrollY - this.lastScroll.y) / Math.max(1, now - this.lastScroll.t); // px/ms
+    this.lastScroll = {y: window.scrollY, t: now};
+    if (speed > 4 && !this.fast) this.fast = true; // > 4,000 px/s: several screens a second
+    clearTimeout(this.idleTimer);
+    this.idleTimer = setTimeout(() => {
+      this.fast = false;
+      for (const [, node] of this.nodes) if (node._media && node._wanted) this.loadPictures(node);
+    }, 120);
+    this.schedule();
+  }
+
   schedule() {
     if (this.scheduled) return;
     this.scheduled = true;
@@ -224,7 +257,7 @@ export class VirtualGrid {
       }
     }
     for (const [key, node] of this.nodes) {
-      if (!keep.has(key) && !(node.contains(document.activeElement) && node.dataset.stale !== "1")) {
+      if (!keep.has(key) && !(node.contains(document.activeElement) && !node._stale)) {
         this.observer.unobserve(node);
         node.remove();
         this.nodes.delete(key);
@@ -267,9 +300,12 @@ export class VirtualGrid {
       this.container.append(node);
       this.nodes.set(block.key, node);
     }
-    node.dataset.stale = "";
+    node._stale = false;
     node._block = block;
-    node.style.transform = `translateY(${block.top}px)`;
+    if (node._y !== block.top) {
+      node._y = block.top;
+      node.style.transform = `translateY(${block.top}px)`;
+    }
     if (block.type === "pending") node.style.height = `${block.h}px`;
   }
 
@@ -285,7 +321,7 @@ export class VirtualGrid {
       this.container.append(node);
       this.nodes.set(media.id, node);
     }
-    node.dataset.stale = "";
+    node._stale = false;
     const w = Math.round(tile.w * 100) / 100;
     const h = Math.round(row.h * 100) / 100;
     if (node._w !== w || node._h !== h || node._square !== row.square) {
@@ -296,7 +332,11 @@ export class VirtualGrid {
       node.style.height = `${h}px`;
       if (node._loaded) this.loadFull(node);
     }
-    node.style.transform = `translate(${tile.x}px, ${row.top}px)`;
+    if (node._x !== tile.x || node._y !== row.top) {
+      node._x = tile.x;
+      node._y = row.top;
+      node.style.transform = `translate(${tile.x}px, ${row.top}px)`;
+    }
     this.paintSelection(node);
   }
 
@@ -304,10 +344,7 @@ export class VirtualGrid {
     const node = el("button", {type: "button", class: `tile ${media.kind} ${media.status || ""}`,
       "aria-label": labelOf(media), dataset: {id: media.id}});
     node._media = media;
-    const ph = placeholderUrl(media);
-    if (ph) {
-      node.append(el("img", {class: "ph", src: ph, alt: "", decoding: "async"}));
-    } else {
+    if (!placeholderUrl(media)) {
       node.append(el("span", {class: "icon", "aria-hidden": "true"}, media.status === "ready" ? (ICONS[media.kind] || "") : media.status));
     }
     if (media.kind === "video" && media.duration) {
@@ -321,8 +358,21 @@ export class VirtualGrid {
 
   intersect(entries) {
     for (const entry of entries) {
-      if (entry.isIntersecting && !entry.target._loaded) this.loadFull(entry.target);
+      const node = entry.target;
+      node._wanted = entry.isIntersecting;
+      if (entry.isIntersecting && !this.fast) this.loadPictures(node);
     }
+  }
+
+  // Level 1 (10 px, blurred by the stylesheet) at once, then the level that fits the tile.
+  loadPictures(node) {
+    if (!node.isConnected) return;
+    if (!node._ph) {
+      node._ph = true;
+      const ph = placeholderUrl(node._media);
+      if (ph) node.prepend(el("img", {class: "ph", src: ph, alt: "", decoding: "async"}));
+    }
+    if (!node._loaded) this.loadFull(node);
   }
 
   loadFull(node) {
@@ -346,6 +396,15 @@ export class VirtualGrid {
       node.classList.toggle("selected", selected);
       node.setAttribute("aria-label", labelOf(node._media) + (selected ? ", selected" : ""));
     }
+  }
+
+  // Tiles of these ids are made again at the next render (a changed favourite, a new status).
+  redraw(ids) {
+    for (const id of ids) {
+      const node = this.nodes.get(id);
+      if (node) node._media = null;
+    }
+    this.render();
   }
 
   repaint() {
@@ -419,6 +478,7 @@ export class VirtualGrid {
     if (!found) return null;
     found.section.items.splice(found.index, 1);
     found.section.count = Math.max(0, found.section.count - 1);
+    found.section.version = (found.section.version || 0) + 1;
     return found;
   }
 }

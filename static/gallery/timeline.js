@@ -8,6 +8,7 @@ import {SelectionBar} from "./selection.js";
 import {Scrubber} from "./scrubber.js";
 
 const PAGE = 500;
+const FIRST_PAGE = 80;
 const root = document.getElementById("timeline");
 const counter = document.getElementById("count");
 let total = 0;
@@ -20,13 +21,13 @@ const grid = new VirtualGrid(root, {groupByDay: true, selection, onOpen: (id) =>
 const lightbox = new Lightbox({
   items: () => grid.items(),
   onRemoved: (id) => removeIds([id]),
-  onChanged: () => grid.relayout(),
+  onChanged: (media) => grid.redraw([media.id]),
 });
 const bar = new SelectionBar(selection, {
   onRemoved: removeIds,
   onChanged: (ids, result) => {
     if (result && result.favourite) for (const id of ids) { const f = grid.find(id); if (f) f.media.favourite = true; }
-    grid.relayout();
+    grid.redraw(ids);
   },
 });
 const scrubber = new Scrubber(document.getElementById("scrubber"), grid);
@@ -106,14 +107,17 @@ function merge(items) {
 }
 
 async function loadMore() {
-  const data = await api(nextUrl);
+  const url = new URL(nextUrl, location.href);
+  url.searchParams.set("page_size", String(PAGE));
+  const data = await api(url.pathname + url.search);
   nextUrl = data.next;
   merge(data.results);
   return null; // the sections were rebuilt
 }
 
 async function streamStart() {
-  const data = await api(`/api/v1/media/?page_size=${PAGE}`);
+  // A first page of one screen or two, so thumbnails start at once; then larger pages.
+  const data = await api(`/api/v1/media/?page_size=${FIRST_PAGE}`);
   nextUrl = data.next;
   setCount(data.count);
   grid.sections = [];
@@ -129,6 +133,7 @@ function upsert(media) {
   const found = grid.find(media.id);
   if (found) {
     found.section.items[found.index] = media;
+    found.section.version = (found.section.version || 0) + 1;
     return;
   }
   const key = (media.taken_at || "").slice(0, 7);
