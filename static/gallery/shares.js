@@ -25,16 +25,18 @@ async function load() {
   } finally {
     body.parentElement.setAttribute("aria-busy", "false");
   }
+  shares = shares.filter((share) => !share.revoked_at);
   document.getElementById("empty").hidden = shares.length > 0;
   body.replaceChildren(...shares.map((share) => {
     const url = new URL(share.url || `/s/${share.token}/`, location.href).href;
     return el("tr", {},
       el("td", {}, what(share)),
       el("td", {}, el("a", {href: url}, url)),
-      el("td", {}, share.expires_at ? new Date(share.expires_at).toLocaleString() : "Never"),
+      el("td", {}, share.expires_at ? new Date(share.expires_at).toLocaleString() : "Never",
+        share.has_password ? " · password" : ""),
       el("td", {}, share.allow_download ? "Allowed" : "No"),
-      el("td", {}, button("Copy link", () => navigator.clipboard.writeText(url).then(() => notify("Link copied"))), " ",
-        button("Revoke", () => revoke(share))));
+      el("td", {}, button("Copy link", () => navigator.clipboard.writeText(url).then(() => notify("Link copied"),
+        (error) => showError(error, "Could not copy"))), " ", button("Revoke", () => revoke(share))));
   }));
 }
 
