@@ -148,6 +148,8 @@ export class VirtualGrid {
     let top = 0;
     for (const section of this.sections) {
       section.top = top;
+      section.height = 0;
+      if (section.items ? section.items.length === 0 : section.count === 0) continue; // emptied by a move or delete
       if (section.label) {
         blocks.push({type: "month", key: `m:${section.key}`, top, h: MONTH_H, section});
         top += MONTH_H;

@@ -129,12 +129,14 @@ async function streamStart() {
 const pending = new Map();
 let flush = null;
 
+// A new or changed media goes where its capture time puts it: processing may have moved it to
+// another day or month (the upload time until its EXIF date is known).
 function upsert(media) {
   const found = grid.find(media.id);
   if (found) {
-    found.section.items[found.index] = media;
+    found.section.items.splice(found.index, 1);
+    found.section.count--;
     found.section.version = (found.section.version || 0) + 1;
-    return;
   }
   const key = (media.taken_at || "").slice(0, 7);
   let index = grid.sections.findIndex((s) => s.key !== "more" && s.key <= key);
@@ -145,10 +147,11 @@ function upsert(media) {
     grid.sections.splice(index < 0 ? grid.sections.length : index, 0, section);
   }
   section.count++;
-  setCount(total + 1);
+  if (!found) setCount(total + 1);
   if (!section.items) return; // counted; its items load when it comes near
   const at = section.items.findIndex((m) => m.taken_at < media.taken_at || (m.taken_at === media.taken_at && m.id < media.id));
   section.items.splice(at < 0 ? section.items.length : at, 0, media);
+  section.version = (section.version || 0) + 1;
 }
 
 document.addEventListener("chipmunk:event", (event) => {
