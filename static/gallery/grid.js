@@ -556,20 +556,24 @@ export function byMonth(items, monthLabel) {
 
 // A page showing a list of media from the API (an album, search results, the trash, the
 // vault): the grid with month and day headers, a lightbox, and optionally a selection bar.
+// `reload(url)` fills the same grid again (the vault after an upload, say).
 export async function mediaPage(root, url, {lightboxOptions = {}, selection = null, onCount = () => {}, Lightbox}) {
+  const {api, monthLabel} = await import("./api.js");
   const grid = new VirtualGrid(root, {groupByDay: true, selection, onOpen: (id) => lightbox.open(id)});
   const lightbox = new Lightbox({items: () => grid.items(), onRemoved: (id) => { grid.remove(id); grid.relayout(); },
-    onChanged: () => grid.relayout(), ...lightboxOptions});
-  const items = [];
-  let next = url;
-  const {api, monthLabel} = await import("./api.js");
-  while (next) {
-    const data = await api(next);
-    items.push(...data.results);
-    onCount(data.count ?? items.length, data);
-    grid.setSections(byMonth(items, monthLabel));
-    next = data.next;
+    onChanged: (media) => grid.redraw([media.id]), ...lightboxOptions});
+  async function reload(from) {
+    const items = [];
+    let next = from;
+    grid.setSections([]);
+    while (next) {
+      const data = await api(next);
+      items.push(...data.results);
+      onCount(data.count ?? items.length, data);
+      grid.setSections(byMonth(items, monthLabel));
+      next = data.next;
+    }
   }
-  if (!url) grid.setSections([]);
-  return {grid, lightbox};
+  await reload(url);
+  return {grid, lightbox, reload};
 }

@@ -33,6 +33,7 @@ async function refresh() {
   }
   const summary = `${status.count} item${status.count === 1 ? "" : "s"}, ${human(status.bytes)}`;
   if (!status.unlocked) {
+    if (page) page.grid.setSections([]); // nothing of the vault stays on a locked page
     $("vault-state").replaceChildren(el("p", {}, `Locked · ${summary}`));
     show("vault-unlock");
     return;
@@ -74,11 +75,10 @@ const bar = el("div", {class: "selection-bar", role: "toolbar", "aria-label": "S
 document.body.append(bar);
 
 async function grid() {
-  const root = $("vault-grid");
-  root.replaceChildren();
+  const url = "/api/v1/vault/media/?page_size=500";
   try {
-    page = await mediaPage(root, "/api/v1/vault/media/?page_size=500", {selection, Lightbox,
-      onCount: (n) => { $("empty").hidden = n > 0; }});
+    if (page) await page.reload(url);
+    else page = await mediaPage($("vault-grid"), url, {selection, Lightbox, onCount: (n) => { $("empty").hidden = n > 0; }});
   } catch (error) {
     showError(error, "Could not list the vault");
   }
