@@ -14,6 +14,7 @@ from django.utils import timezone
 from gallery.models import Album, Media, Share
 from gallery.services.sharing import share_create, share_revoke
 from tests.conftest import api_client
+from tests.gallery.test_browser import browser, server  # noqa: F401 (fixtures)
 
 
 @pytest.fixture(autouse=True)
@@ -84,19 +85,19 @@ def test_dead_links_get_the_not_found_page(alice, album, how):
 
 def test_password_form_then_the_grid(alice, album):
     share = share_create(owner=alice, album=album, password="s3cret")
-    browser = Client(enforce_csrf_checks=True)
-    form = browser.get(f"/s/{share.token}/")
+    visitor = Client(enforce_csrf_checks=True)
+    form = visitor.get(f"/s/{share.token}/")
     assert form.status_code == 200
     html = form.content.decode()
     assert 'type="password"' in html and "Calanques" not in html and f"/s/{share.token}/m/" not in html
     csrf = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', html).group(1)
-    wrong = browser.post(f"/s/{share.token}/", {"password": "nope", "csrfmiddlewaretoken": csrf})
+    wrong = visitor.post(f"/s/{share.token}/", {"password": "nope", "csrfmiddlewaretoken": csrf})
     assert wrong.status_code == 403 and "Wrong password" in wrong.content.decode()
-    right = browser.post(f"/s/{share.token}/", {"password": "s3cret", "csrfmiddlewaretoken": csrf})
+    right = visitor.post(f"/s/{share.token}/", {"password": "s3cret", "csrfmiddlewaretoken": csrf})
     assert right.status_code == 302 and right["Location"] == f"/s/{share.token}/"
     cookie = right.cookies[f"chipmunk_share_{share.pk}"]
     assert cookie["httponly"] and cookie["samesite"] == "Lax"
-    page = browser.get(f"/s/{share.token}/")
+    page = visitor.get(f"/s/{share.token}/")
     assert page.status_code == 200 and "Calanques" in page.content.decode()
     # Without the form's CSRF token the POST is refused.
     assert Client(enforce_csrf_checks=True).post(f"/s/{share.token}/", {"password": "s3cret"}).status_code == 403
@@ -105,10 +106,10 @@ def test_password_form_then_the_grid(alice, album):
 def test_password_guesses_are_throttled_on_the_page_too(settings, alice, album):
     settings.THROTTLE_RULES = {**settings.THROTTLE_RULES, "share-password": (2, 60)}
     share = share_create(owner=alice, album=album, password="s3cret")
-    browser = Client()
+    visitor = Client()
     for _ in range(2):
-        assert browser.post(f"/s/{share.token}/", {"password": "nope"}).status_code == 403
-    response = browser.post(f"/s/{share.token}/", {"password": "s3cret"})
+        assert visitor.post(f"/s/{share.token}/", {"password": "nope"}).status_code == 403
+    response = visitor.post(f"/s/{share.token}/", {"password": "s3cret"})
     assert response.status_code == 429 and int(response["Retry-After"]) >= 1
     assert f"chipmunk_share_{share.pk}" not in response.cookies
 
@@ -116,3 +117,37 @@ def test_password_guesses_are_throttled_on_the_page_too(settings, alice, album):
 def test_pages_carry_the_content_security_policy(alice, album):
     share = share_create(owner=alice, album=album)
     assert "script-src 'self'" in Client().get(f"/s/{share.token}/")["Content-Security-Policy"]
+
+
+# --- In a real browser: the lightbox under the page's CSP ---------------------------------------
+def test_the_lightbox_in_chromium(server, browser, alice, corpus):  # noqa: F811 (fixtures)
+    from gallery.services.media import media_ingest
+
+    album = Album.objects.create(owner=alice, title="Lightbox")
+    for name in ("Canon_40D.jpg", "Nikon_D70.jpg"):
+        path = corpus / "jpg" / name
+        with open(path, "rb") as fh:
+            album.media.add(media_ingest(owner=alice, stream=fh, size=path.stat().st_size, filename=name).media)
+    share = share_create(owner=alice, album=album, allow_download=True)
+    page = browser.new_page()  # no login
+    problems = []
+    # Console errors (a CSP violation among them) count; a failed load counts through its
+    # response below (the browser's own /favicon.ico fetch has none and is not ours).
+    page.on("console", lambda message: problems.append(message.text)
+            if message.type == "error" and not message.text.startswith("Failed to load resource") else None)
+    page.on("pageerror", lambda error: problems.append(str(error)))
+    page.on("response", lambda r: problems.append(f"{r.status} {r.url}") if r.status >= 400 else None)
+    page.goto(f"{server}/s/{share.token}/")
+    assert page.locator("#share-grid li.tile").count() == 2
+    assert page.is_hidden("#lightbox")
+    page.click("#share-grid li.tile >> nth=0")
+    image = page.wait_for_selector("#lightbox-stage img")
+    page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=image, timeout=10_000)
+    first = page.inner_text("#lightbox-name")
+    assert first in ("Canon_40D.jpg", "Nikon_D70.jpg") and page.is_visible("#lightbox-download")
+    page.keyboard.press("ArrowRight")
+    assert page.inner_text("#lightbox-name") not in ("", first)
+    page.keyboard.press("Escape")
+    assert page.is_hidden("#lightbox")
+    assert problems == []
+
