@@ -281,3 +281,25 @@ def test_public_json_has_a_constant_number_of_queries(alice, alice_api, photo, o
     with CaptureQueriesContext(connection) as two:
         assert len(APIClient().get(f"/api/v1/shared/{token}/").json()["results"]) == 2
     assert len(one) == len(two)
+
+
+def test_fuzzed_bodies_are_never_a_server_error(alice_api, photo):
+    from hypothesis import given
+    from hypothesis import strategies as st
+
+    from tests.test_fuzz import assert_not_5xx, fuzzing, junk
+
+    token = create(alice_api, media=str(photo.pk), password="pw").json()["token"]
+    values = st.one_of(junk, st.none(), st.booleans(), st.integers(-2**70, 2**70), st.just(str(photo.pk)),
+                       st.datetimes(timezones=st.timezones()).map(lambda d: d.isoformat()), st.lists(junk, max_size=2))
+    keys = st.sampled_from(["media", "album", "password", "expires_at", "allow_download", "show_metadata", "x"])
+
+    @fuzzing(150)
+    @given(body=st.dictionaries(keys, values, max_size=5), target=st.sampled_from(["create", "unlock"]))
+    def fuzz(body, target):
+        cache.clear()  # the unlock throttle would end the fuzzing early
+        url = "/api/v1/shares/" if target == "create" else f"/api/v1/shared/{token}/unlock"
+        client = alice_api if target == "create" else APIClient()
+        assert_not_5xx(client.post(url, body, format="json"))
+
+    fuzz()

@@ -265,3 +265,18 @@ def test_a_reader_following_concurrent_writers_sees_every_change(alice):
     read.join(60)
     assert errors == []
     assert seen == {m.pk for m in media}
+
+
+def test_fuzzed_query_parameters_are_never_a_server_error(alice, alice_api):
+    from hypothesis import given
+
+    from tests.test_fuzz import assert_not_5xx, digits, fuzzing, junk
+
+    make_media(alice, 3)
+
+    @fuzzing(150)
+    @given(cursor=digits | junk, page_size=digits | junk)
+    def fuzz(cursor, page_size):
+        assert_not_5xx(alice_api.get("/api/v1/sync/", {"cursor": cursor, "page_size": page_size}))
+
+    fuzz()
