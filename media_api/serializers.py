@@ -126,6 +126,9 @@ class ShareSerializer(serializers.ModelSerializer):
     def get_url(self, share: Share) -> str:
         return reverse("gallery:share", kwargs={"token": share.token})
 
+    media = serializers.UUIDField(source="media_id", allow_null=True, read_only=True)
+    album = serializers.IntegerField(source="album_id", allow_null=True, read_only=True)
+
 
 class ShareCreateSerializer(serializers.Serializer):
     media = serializers.UUIDField(required=False, allow_null=True, default=None)
@@ -147,9 +150,43 @@ class ShareUnlockSerializer(serializers.Serializer):
     password = serializers.CharField(max_length=1024, allow_blank=True, trim_whitespace=False)
 
 
+class SharedVariantSerializer(serializers.Serializer):
+    url = serializers.CharField()
+    width = serializers.IntegerField()
+    height = serializers.IntegerField()
+    size = serializers.IntegerField()
+    content_type = serializers.CharField()
+
+
+class SharedPlaceSerializer(serializers.Serializer):
+    city = serializers.CharField()
+    region = serializers.CharField()
+    country = serializers.CharField()
+    name = serializers.CharField()
+
+
 class SharedMediaSerializer(serializers.Serializer):
     """A media as a share link shows it: no owner, no checksum; position, place and camera
-    only when the owner chose show_metadata; only the files the share sends (context "share")."""
+    only when the owner chose show_metadata; only the files the share sends (context "share").
+    The fields describe the output (OpenAPI); to_representation writes it."""
+
+    id = serializers.UUIDField()
+    kind = serializers.ChoiceField(choices=Media.Kind.choices)
+    status = serializers.ChoiceField(choices=Media.Status.choices)
+    name = serializers.CharField()
+    content_type = serializers.CharField()
+    size = serializers.IntegerField()
+    taken_at = serializers.DateTimeField(help_text="local time of capture, with its offset")
+    width = serializers.IntegerField(allow_null=True)
+    height = serializers.IntegerField(allow_null=True)
+    duration = serializers.FloatField(allow_null=True)
+    latitude = serializers.FloatField(allow_null=True, help_text="null unless the share shows metadata")
+    longitude = serializers.FloatField(allow_null=True)
+    altitude = serializers.FloatField(allow_null=True)
+    place = SharedPlaceSerializer(allow_null=True)
+    camera = serializers.CharField(allow_blank=True)
+    variants = serializers.DictField(child=SharedVariantSerializer(), help_text="by level; URLs for this share only")
+    original_url = serializers.CharField(allow_null=True, help_text="null without allow_download")
 
     def to_representation(self, media: Media) -> dict:
         share = self.context["share"]

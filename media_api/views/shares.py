@@ -9,7 +9,8 @@ from Media.objects.shared_by, the visibility rule's share half.
 from __future__ import annotations
 
 from django.db.models import Prefetch
-from rest_framework import mixins, status, viewsets
+from drf_spectacular.utils import OpenApiParameter, OpenApiTypes, extend_schema, extend_schema_view, inline_serializer
+from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import api_view, authentication_classes, permission_classes
 from rest_framework.pagination import CursorPagination
 from rest_framework.permissions import AllowAny
@@ -19,7 +20,7 @@ from gallery.exceptions import InvalidInput, NotFound
 from gallery.models import Album, Media, Share, Variant
 from gallery.services.sharing import share_create, share_revoke
 from gallery.sharing import share_live, share_open, share_password_check, share_unlock_cookie
-from media_api.pagination import KeysetPagination
+from media_api.pagination import CURSOR_PARAM, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, PAGE_SIZE_PARAM, KeysetPagination
 from media_api.serializers import (
     VARIANT_FIELDS,
     ShareCreateSerializer,
@@ -50,6 +51,10 @@ class ShareCursorPagination(CursorPagination):
         return super().get_page_size(request)
 
 
+@extend_schema_view(
+    list=extend_schema(summary="Your share links, newest first"),
+    destroy=extend_schema(summary="Revoke a share link (it answers 404 from now on)", responses={204: None}),
+)
 class ShareViewSet(mixins.ListModelMixin, mixins.CreateModelMixin, mixins.DestroyModelMixin,
                    viewsets.GenericViewSet):
     serializer_class = ShareSerializer
@@ -58,6 +63,8 @@ class ShareViewSet(mixins.ListModelMixin, mixins.CreateModelMixin, mixins.Destro
     def get_queryset(self):
         return Share.objects.owned_by(self.request.user)
 
+    @extend_schema(summary="Share a media or an album", request=ShareCreateSerializer,
+                   responses={201: ShareSerializer})
     def create(self, request):
         body = ShareCreateSerializer(data=request.data)
         body.is_valid(raise_exception=True)
@@ -86,6 +93,25 @@ def _share_info(share: Share) -> dict:
             "allow_download": share.allow_download, "show_metadata": share.show_metadata}
 
 
+_SHARE_INFO = inline_serializer("SharedInfo", {
+    "kind": serializers.CharField(help_text="media or album"), "title": serializers.CharField(allow_blank=True),
+    "expires_at": serializers.DateTimeField(allow_null=True), "allow_download": serializers.BooleanField(),
+    "show_metadata": serializers.BooleanField()})
+
+
+_SHARED_PAGE = inline_serializer("SharedPage", {
+    "share": _SHARE_INFO, "count": serializers.IntegerField(),
+    "next": serializers.URLField(allow_null=True), "previous": serializers.URLField(allow_null=True),
+    "results": SharedMediaSerializer(many=True)})
+
+
+@extend_schema(
+    summary="A share link's items (no login)", auth=[],
+    parameters=[OpenApiParameter(CURSOR_PARAM, OpenApiTypes.STR, description="from a previous page's next link"),
+                OpenApiParameter(PAGE_SIZE_PARAM, OpenApiTypes.INT, description=f"1..{MAX_PAGE_SIZE}, "
+                                 f"default {DEFAULT_PAGE_SIZE}")],
+    responses={200: _SHARED_PAGE, 403: None, 404: None},
+)
 @api_view(["GET"])
 @authentication_classes([])
 @permission_classes([AllowAny])
@@ -110,6 +136,8 @@ _SHARED_FIELDS = ("id", "kind", "status", "original_filename", "content_type", "
                   "owner__time_zone")
 
 
+@extend_schema(summary="Unlock a password-protected share link (sets its cookie)", auth=[],
+               request=ShareUnlockSerializer, responses={204: None, 403: None, 404: None, 429: None})
 @api_view(["POST"])
 @authentication_classes([])
 @permission_classes([AllowAny])

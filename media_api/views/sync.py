@@ -11,6 +11,8 @@ than the kept tombstones (SYNC_TOMBSTONE_DAYS).
 from __future__ import annotations
 
 from django.db.models import Prefetch
+from drf_spectacular.utils import OpenApiParameter, OpenApiTypes, extend_schema, inline_serializer
+from rest_framework import serializers
 from rest_framework.decorators import api_view
 from rest_framework.response import Response
 
@@ -32,6 +34,16 @@ def _whole_number(raw: str | None, name: str, default: int, maximum: int) -> int
     return int(raw)
 
 
+@extend_schema(
+    summary="What changed since a cursor (phones)",
+    parameters=[OpenApiParameter("cursor", OpenApiTypes.STR, description="the cursor of the last page; absent: from "
+                                 "the beginning"),
+                OpenApiParameter("page_size", OpenApiTypes.INT, description=f"1..{MAX_PAGE_SIZE}, "
+                                 f"default {DEFAULT_PAGE_SIZE}")],
+    responses={200: inline_serializer("SyncPage", {
+        "upserted": MediaSerializer(many=True), "deleted": serializers.ListField(child=serializers.UUIDField()),
+        "cursor": serializers.CharField(), "has_more": serializers.BooleanField()}), 410: None},
+)
 @api_view(["GET"])
 def sync(request):
     after = _whole_number(request.query_params.get("cursor"), "cursor", 0, 2**63 - 1)
