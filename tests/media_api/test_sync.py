@@ -280,3 +280,16 @@ def test_fuzzed_query_parameters_are_never_a_server_error(alice, alice_api):
         assert_not_5xx(alice_api.get("/api/v1/sync/", {"cursor": cursor, "page_size": page_size}))
 
     fuzz()
+
+
+def test_metadata_writes_report_their_changes(alice, alice_api):
+    from gallery.models import Album
+    from gallery.services.metadata import media_add_to_albums, media_tags_from_metadata
+
+    a, b = make_media(alice, 2)
+    _, _, cursor = sync_all(alice_api)
+    media_add_to_albums(media=a, albums=[Album.objects.create(owner=alice, title="Import")])
+    media_tags_from_metadata(media=b, names=["sea"])
+    media_tags_from_metadata(media=a, names=[])  # nothing new: nothing to report
+    body = alice_api.get(f"/api/v1/sync/?cursor={cursor}").json()
+    assert [m["id"] for m in body["upserted"]] == [str(a.pk), str(b.pk)]
