@@ -401,11 +401,22 @@ AUTHENTICATION_BACKENDS = [
 THROTTLE_WINDOW_SECONDS = env_int("THROTTLE_WINDOW_SECONDS", 60, minimum=1)
 LOGIN_FAILURES_PER_ACCOUNT = env_int("LOGIN_FAILURES_PER_ACCOUNT", 5, minimum=1)
 LOGIN_FAILURES_PER_ADDRESS = env_int("LOGIN_FAILURES_PER_ADDRESS", 20, minimum=1)
-# scope -> (failures allowed, window in seconds); other doors (vault unlock, share passwords) add theirs.
+# Wrong share-link passwords allowed per window, per share and per client address.
+SHARE_PASSWORD_FAILURES_PER_SHARE = env_int("SHARE_PASSWORD_FAILURES_PER_SHARE", 10, minimum=1)
+SHARE_PASSWORD_FAILURES_PER_ADDRESS = env_int("SHARE_PASSWORD_FAILURES_PER_ADDRESS", 20, minimum=1)
+# scope -> (failures allowed, window in seconds); other doors (vault unlock) add theirs.
 THROTTLE_RULES = {
     "login-account": (LOGIN_FAILURES_PER_ACCOUNT, THROTTLE_WINDOW_SECONDS),
     "login-address": (LOGIN_FAILURES_PER_ADDRESS, THROTTLE_WINDOW_SECONDS),
+    "share-password": (SHARE_PASSWORD_FAILURES_PER_SHARE, THROTTLE_WINDOW_SECONDS),
+    "share-address": (SHARE_PASSWORD_FAILURES_PER_ADDRESS, THROTTLE_WINDOW_SECONDS),
 }
+# How long an unlocked password-protected share stays open in a browser (its signed cookie).
+SHARE_UNLOCK_SECONDS = env_int("SHARE_UNLOCK_SECONDS", 7 * 24 * 3600, minimum=60)
+
+# --- Sync for phones (gallery.services.changes) --------------------------------------------
+# Days a deletion is remembered for /api/v1/sync/; an older cursor gets 410 full_sync_required.
+SYNC_TOMBSTONE_DAYS = env_int("SYNC_TOMBSTONE_DAYS", 90, minimum=1)
 
 # --- HTTPS and browser policies (gallery.web.security) -------------------------------------
 # A request is secure when it came over TLS, or a trusted proxy (FORWARDED_ALLOW_IPS) says

@@ -26,6 +26,7 @@ from django.utils import timezone
 
 from gallery import events
 from gallery.models import Media, Variant, zone_named
+from gallery.services.changes import media_changed
 from gallery.services.metadata import media_tags_from_metadata
 from gallery.storage import is_s3, media_storage, variant_key
 
@@ -307,6 +308,7 @@ def media_process(*, media_id: uuid.UUID | str) -> None:
         Media.objects.filter(pk=media.pk).update(**fields)
         if outcome.tags:
             media_tags_from_metadata(media=media, names=outcome.tags)
+        media_changed(owner_id=media.owner_id, media_ids=[media.pk])
         events.send_after_commit(media.owner_id, "media.ready", media_id=str(media.pk))
 
 
@@ -316,5 +318,8 @@ def media_mark_failed(*, media_id: uuid.UUID | str, error: str) -> None:
     if media is None:
         return
     error = without_nul(error)
-    Media.objects.filter(pk=media_id).update(status=Media.Status.FAILED, error=error[:5000], updated_at=timezone.now())
+    with transaction.atomic():
+        Media.objects.filter(pk=media_id).update(status=Media.Status.FAILED, error=error[:5000],
+                                                 updated_at=timezone.now())
+        media_changed(owner_id=media.owner_id, media_ids=[media_id])
     events.send(media.owner_id, "media.failed", media_id=str(media_id), error=error[:500])

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from django.urls import path
+from django.urls import path, re_path
 
 from gallery.web import views
 
@@ -19,4 +19,5 @@ urlpatterns = [
     path("trash/", views.trash, name="trash"),
     path("vault/", views.vault, name="vault"),
     path("settings/", views.account_settings, name="settings"),
+    re_path(r"^s/(?P<token>[A-Za-z0-9_-]{1,64})/$", views.share, name="share"),
 ]
