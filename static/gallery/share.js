@@ -9,6 +9,7 @@ if (grid && box) {
   const name = document.getElementById("lightbox-name");
   const download = document.getElementById("lightbox-download");
   let current = -1;
+  let returnTo = null;
 
   function show(index) {
     current = (index + tiles.length) % tiles.length;
@@ -32,13 +33,16 @@ if (grid && box) {
     name.textContent = tile.name;
     download.hidden = !tile.download;
     download.href = tile.download || "#";
+    if (box.hidden) returnTo = document.activeElement;
     box.hidden = false;
+    document.getElementById("lightbox-close").focus();
   }
 
   function close() {
     box.hidden = true;
     stage.replaceChildren();  // stops a playing video
     current = -1;
+    if (returnTo && returnTo.isConnected) returnTo.focus();
   }
 
   tiles.forEach((tile, index) => {
@@ -53,7 +57,14 @@ if (grid && box) {
   box.addEventListener("click", (event) => { if (event.target === box) close(); });
   document.addEventListener("keydown", (event) => {
     if (box.hidden) return;
-    if (event.key === "Escape") close();
+    if (event.key === "Tab") {
+      // Keep the focus inside the dialog while it is open.
+      const focusable = [...box.querySelectorAll("button, a[href]:not([hidden]), video, audio")];
+      const first = focusable[0];
+      const last = focusable[focusable.length - 1];
+      if (event.shiftKey && document.activeElement === first) { event.preventDefault(); last.focus(); }
+      else if (!event.shiftKey && document.activeElement === last) { event.preventDefault(); first.focus(); }
+    } else if (event.key === "Escape") close();
     else if (event.key === "ArrowLeft") show(current - 1);
     else if (event.key === "ArrowRight") show(current + 1);
   });

@@ -394,3 +394,46 @@ def test_lightbox_plays_a_video_and_seeks_through_range(server, alice, clip_and_
     page.get_by_role("link", name="Download notes.pdf").wait_for()
     assert not tab.problems, tab.problems
     tab.close()
+
+
+def test_share_from_the_lightbox_open_signed_out_then_revoke_on_the_shares_page(server, alice, library, browser):
+    tab = Browsing(browser, server, "alice")
+    page = tab.page
+    tab.open("/")
+    page.locator("#timeline .tile").first.click()
+    dialog = page.get_by_role("dialog")
+    dialog.get_by_role("button", name="Share").click()
+    link = dialog.get_by_role("textbox", name="Share link")
+    link.wait_for()
+    url = link.input_value()
+    assert "/s/" in url
+    # A fresh browser, signed out: the page, its picture and its lightbox.
+    for viewport, label in ((DESKTOP, "desktop"), (PHONE, "phone")):
+        stranger = browser.new_context(viewport=viewport)
+        public = stranger.new_page()
+        problems = []
+        public.on("console", lambda m: problems.append(m.text) if "Content Security Policy" in m.text else None)
+        assert public.goto(url).status == 200
+        public.wait_for_function("() => [...document.images].some(i => i.complete && i.naturalWidth > 0)")
+        assert not axe_violations(public), label
+        screenshot(public, f"share-public-{label}")
+        public.locator("#share-grid a").first.click()
+        public.get_by_role("dialog").wait_for()
+        assert not axe_violations(public), label
+        public.keyboard.press("Escape")
+        assert not problems, problems
+        stranger.close()
+    tab.open("/shares/")
+    row = page.locator("#shares tr")
+    row.first.wait_for()
+    assert row.count() == 1 and url in row.first.inner_text()
+    row.first.get_by_role("button", name="Revoke").click()
+    page.get_by_text("Link revoked").wait_for()
+    page.get_by_text("You have not shared anything").wait_for()
+    stranger = browser.new_context()
+    public = stranger.new_page()
+    gone = public.goto(url)
+    assert gone.status == 404 and "not found" in public.inner_text("main").lower()
+    stranger.close()
+    assert not tab.problems, tab.problems
+    tab.close()
