@@ -63,6 +63,13 @@ export class Scrubber {
       if (top - lastTop >= 3) lastTop = top;
       items.push(item);
     }
+    // A tick for every month (a picture of where the months are; the drag label names them).
+    for (const section of this.grid.sections) {
+      if (section.key === "more" || !section.height) continue;
+      const tick = el("li", {class: "tick", "aria-hidden": "true"});
+      tick.style.top = `${(section.top / height) * 100}%`;
+      items.push(tick);
+    }
     this.years.replaceChildren(...items);
   }
 }
