@@ -7,6 +7,7 @@ chosen by STORAGE_BACKEND in settings.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import os
@@ -14,6 +15,11 @@ import re
 import threading
 import uuid
 import weakref
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from datetime import timezone as dt_timezone
+from pathlib import Path
 from typing import IO
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -105,15 +111,7 @@ def sha256_of(stream: IO[bytes]) -> str:
 
 def blob_sha256(key: str) -> str:
     """SHA-256 of a stored blob, read once in chunks (S3: one streamed GET, never a spooled copy)."""
-    storage = media_storage()
-    if is_s3(storage):
-        body = s3_client(storage).get_object(Bucket=storage.bucket_name, Key=key)["Body"]
-        try:
-            return sha256_of(body)
-        finally:
-            body.close()
-    with storage.open(key, "rb") as fh:
-        return sha256_of(fh)
+    return blob_storage_sha256(media_storage(), key)
 
 
 def blob_head(key: str, size: int, count: int) -> bytes:
@@ -145,3 +143,73 @@ def multipart_complete(*, key: str, upload_id: str, parts: list[dict]) -> int:
     except client.exceptions.NoSuchUpload:
         pass
     return client.head_object(Bucket=bucket, Key=key)["ContentLength"]
+
+
+# --- Every blob of a storage (verify, migrate_storage, deleteuser --purge) -----------------
+@dataclass(frozen=True)
+class BlobInfo:
+    key: str
+    size: int
+    modified: datetime  # aware, UTC
+
+
+def blob_list(storage: Storage, prefix: str = "") -> Iterator[BlobInfo]:
+    """Every object of `storage` whose key starts with `prefix`, in key order per page (S3:
+    one LIST per 1000 keys; local disk: a walk of the tree). Keys use "/" on every system."""
+    if is_s3(storage):
+        client = s3_client(storage)
+        for page in client.get_paginator("list_objects_v2").paginate(Bucket=storage.bucket_name, Prefix=prefix):
+            for item in page.get("Contents", []):
+                yield BlobInfo(item["Key"], item["Size"], item["LastModified"])
+        return
+    root = Path(storage.location)
+    start = root / prefix if prefix.endswith("/") else root
+    for dirpath, dirnames, filenames in os.walk(start):
+        dirnames.sort()
+        for name in sorted(filenames):
+            path = Path(dirpath) / name
+            key = path.relative_to(root).as_posix()
+            if not key.startswith(prefix):
+                continue
+            try:
+                stat = path.stat()
+            except FileNotFoundError:  # deleted while we walked
+                continue
+            yield BlobInfo(key, stat.st_size, datetime.fromtimestamp(stat.st_mtime, tz=dt_timezone.utc))
+
+
+def blob_size(storage: Storage, key: str) -> int | None:
+    """The size of a stored blob, None when there is none (S3: one HEAD)."""
+    if is_s3(storage):
+        client = s3_client(storage)
+        try:
+            return client.head_object(Bucket=storage.bucket_name, Key=key)["ContentLength"]
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return None
+            raise
+    try:
+        return os.path.getsize(storage.path(key))
+    except FileNotFoundError:
+        return None
+
+
+@contextlib.contextmanager
+def blob_reader(storage: Storage, key: str) -> Iterator[IO[bytes]]:
+    """A stream of a stored blob, read in chunks by the caller (S3: one streamed GET, never a
+    spooled copy, unlike Storage.open)."""
+    if is_s3(storage):
+        body = s3_client(storage).get_object(Bucket=storage.bucket_name, Key=key)["Body"]
+        try:
+            yield body
+        finally:
+            body.close()
+        return
+    with open(storage.path(key), "rb") as fh:
+        yield fh
+
+
+def blob_storage_sha256(storage: Storage, key: str) -> str:
+    """SHA-256 of a blob of any storage (blob_sha256 for another storage than `media`)."""
+    with blob_reader(storage, key) as stream:
+        return sha256_of(stream)
