@@ -464,3 +464,6 @@ class Upload(models.Model):
         if self.state != self.State.ACTIVE or not self.is_complete:
             return False
         return self.concat != self.Concat.PARTIAL or bool(self.s3_upload_id)
+
+
+from gallery.models_export import Export  # noqa: E402,F401

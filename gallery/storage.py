@@ -12,6 +12,7 @@ import functools
 import hashlib
 import os
 import re
+import tempfile
 import threading
 import uuid
 import weakref
@@ -213,3 +214,80 @@ def blob_storage_sha256(storage: Storage, key: str) -> str:
     """SHA-256 of a blob of any storage (blob_sha256 for another storage than `media`)."""
     with blob_reader(storage, key) as stream:
         return sha256_of(stream)
+
+
+class _S3PartWriter:
+    """A write-only stream into an S3 multipart upload: parts of `part_size` bytes, one in memory."""
+
+    def __init__(self, client, bucket: str, key: str, content_type: str, part_size: int) -> None:
+        self.client, self.bucket, self.key, self.part_size = client, bucket, key, part_size
+        self.upload_id = client.create_multipart_upload(Bucket=bucket, Key=key, ContentType=content_type)["UploadId"]
+        self.parts: list[dict] = []
+        self.buffer = bytearray()
+        self.size = 0
+
+    def writable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return False
+
+    def tell(self) -> int:
+        return self.size
+
+    def flush(self) -> None:
+        pass
+
+    def write(self, data: bytes) -> int:
+        self.buffer += data
+        self.size += len(data)
+        while len(self.buffer) >= self.part_size:
+            self._send(bytes(self.buffer[:self.part_size]))
+            del self.buffer[:self.part_size]
+        return len(data)
+
+    def _send(self, data: bytes) -> None:
+        number = len(self.parts) + 1
+        etag = self.client.upload_part(Bucket=self.bucket, Key=self.key, UploadId=self.upload_id, PartNumber=number,
+                                       Body=data)["ETag"]
+        self.parts.append({"PartNumber": number, "ETag": etag})
+
+    def finish(self) -> None:
+        if self.buffer or not self.parts:
+            self._send(bytes(self.buffer))
+            self.buffer.clear()
+        self.client.complete_multipart_upload(Bucket=self.bucket, Key=self.key, UploadId=self.upload_id,
+                                              MultipartUpload={"Parts": self.parts})
+
+    def abort(self) -> None:
+        self.client.abort_multipart_upload(Bucket=self.bucket, Key=self.key, UploadId=self.upload_id)
+
+
+@contextlib.contextmanager
+def blob_writer(storage: Storage, key: str, *, content_type: str = "application/octet-stream",
+                part_size: int = 8 * 1024 * 1024) -> Iterator[IO[bytes]]:
+    """A stream that becomes the blob `key` when the block ends without an error, and nothing
+    otherwise (local: a temporary file renamed into place after fsync; S3: a multipart upload,
+    completed or aborted). Memory: one S3 part at most."""
+    if is_s3(storage):
+        writer = _S3PartWriter(s3_client(storage), storage.bucket_name, key, content_type, part_size)
+        try:
+            yield writer
+        except BaseException:
+            writer.abort()
+            raise
+        writer.finish()
+        return
+    path = Path(storage.path(key))
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o750)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".writing-")
+    try:
+        with os.fdopen(fd, "wb") as out:
+            yield out
+            out.flush()
+            os.fsync(out.fileno())
+        os.chmod(tmp, 0o640)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

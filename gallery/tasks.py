@@ -7,6 +7,7 @@ from typing import Any
 
 from gallery.jobs import job, periodic
 from gallery.processing import pipeline as processing
+from gallery.services import exports
 from gallery.uploads import cleanup
 from gallery.uploads import direct as direct_uploads
 
@@ -36,3 +37,12 @@ def uploads_cleanup() -> None:
     report = cleanup.uploads_cleanup()
     if report.expired or report.completed or report.orphans or report.errors:
         log.info("uploads cleanup: %s", report)
+
+
+def _export_failed(payload: dict[str, Any], error: str) -> None:
+    exports.export_mark_failed(export_id=payload["export_id"], error=f"building the export failed: {error}")
+
+
+@job("export_build", on_failure=_export_failed)
+def export_build(*, export_id: str) -> None:
+    exports.export_build(export_id=export_id)

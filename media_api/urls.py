@@ -3,7 +3,7 @@ from __future__ import annotations
 from django.urls import path, re_path
 from rest_framework.routers import SimpleRouter
 
-from media_api.views import account, media, tus, uploads
+from media_api.views import account, export, media, tus, uploads
 
 router = SimpleRouter()
 router.register("media", media.MediaViewSet, basename="media")
@@ -22,5 +22,8 @@ urlpatterns = [
     path("direct-uploads/<str:upload_id>/", uploads.direct_upload_detail, name="direct-upload"),
     path("direct-uploads/<str:upload_id>/complete", uploads.direct_upload_complete, name="direct-upload-complete"),
     path("direct-uploads/<str:upload_id>/complete/", uploads.direct_upload_complete),
+    path("export/", export.export_collection, name="exports"),
+    path("export/<str:export_id>/", export.export_detail, name="export"),
+    path("export/<str:export_id>/download", export.export_download, name="export-download"),
     *router.urls,
 ]

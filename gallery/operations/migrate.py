@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import mimetypes
-import os
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +32,7 @@ from gallery.storage import (
     blob_reader,
     blob_size,
     blob_storage_sha256,
+    blob_writer,
     is_s3,
     s3_client,
 )
@@ -80,28 +79,10 @@ class _Hashing:
 
 def _write(target: Storage, key: str, stream: _Hashing, content_type: str) -> None:
     """Write a blob under `key`, replacing one left by an interrupted run; never half a file
-    under the final name (local: a temporary file renamed into place after fsync)."""
-    if is_s3(target):
-        from boto3.s3.transfer import TransferConfig
-
-        # Parts of 8 MiB, one at a time: constant memory whatever the object's size.
-        s3_client(target).upload_fileobj(stream, target.bucket_name, key, ExtraArgs={"ContentType": content_type},
-                                         Config=TransferConfig(use_threads=False))
-        return
-    path = Path(target.path(key))
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o750)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".migrating-")
-    try:
-        with os.fdopen(fd, "wb") as out:
-            while chunk := stream.read(HASH_CHUNK):
-                out.write(chunk)
-            out.flush()
-            os.fsync(out.fileno())
-        os.chmod(tmp, 0o640)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    under the final name (gallery.storage.blob_writer)."""
+    with blob_writer(target, key, content_type=content_type) as out:
+        while chunk := stream.read(HASH_CHUNK):
+            out.write(chunk)
 
 
 class Journal:
