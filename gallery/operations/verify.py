@@ -22,12 +22,11 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from django.apps import apps
 from django.conf import settings
 from django.core.files.storage import Storage
 from django.utils import timezone
 
-from gallery.models import Media, Upload, User, Variant
+from gallery.models import Export, Media, Upload, User, Variant
 from gallery.storage import BlobInfo, blob_list, blob_size, blob_storage_sha256, is_s3, s3_client
 
 # What processing makes for every picture (gallery.processing.images.LEVELS + SQUARE_LEVELS);
@@ -88,19 +87,9 @@ def _rows(user: User) -> dict[str, _Row]:
     variants = Variant.objects.filter(media__owner=user).values_list("storage_key", "size", "media_id", "level")
     for key, size, media_id, level in variants.iterator(chunk_size=5000):
         rows[key] = _Row(size, "variant", str(media_id), level=level)
-    if apps.is_installed("gallery") and _has_model("Export"):
-        for key, size, pk in apps.get_model("gallery", "Export").objects.filter(owner=user).exclude(key="") \
-                .values_list("key", "size", "pk"):
-            rows[key] = _Row(size, "export", str(pk))
+    for key, size, pk in Export.objects.filter(owner=user).exclude(key="").values_list("key", "size", "pk"):
+        rows[key] = _Row(size, "export", str(pk))
     return rows
-
-
-def _has_model(name: str) -> bool:
-    try:
-        apps.get_model("gallery", name)
-    except LookupError:
-        return False
-    return True
 
 
 def upload_keys(user_id=None) -> set[str]:
@@ -119,7 +108,7 @@ def _known(key: str) -> bool:
     """Whether any row names `key` now (asked again before an orphan is reported or deleted)."""
     if Media.objects.filter(original_key=key).exists() or Variant.objects.filter(storage_key=key).exists():
         return True
-    if _has_model("Export") and apps.get_model("gallery", "Export").objects.filter(key=key).exists():
+    if Export.objects.filter(key=key).exists():
         return True
     return key in upload_keys()
 
