@@ -12,6 +12,7 @@ import functools
 import hashlib
 import os
 import re
+import shutil
 import tempfile
 import threading
 import uuid
@@ -291,3 +292,28 @@ def blob_writer(storage: Storage, key: str, *, content_type: str = "application/
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def blobs_delete_prefix(storage: Storage, prefix: str) -> int:
+    """Delete every object under `prefix` (and, on S3, abort the multipart uploads there);
+    returns how many objects went. For a whole user: prefix `<user-id>/`."""
+    if not prefix.endswith("/") or prefix == "/":
+        raise ValueError(f"refusing to delete under {prefix!r}: a prefix is a folder, never the root")
+    deleted = 0
+    if is_s3(storage):
+        client, bucket = s3_client(storage), storage.bucket_name
+        for page in client.get_paginator("list_multipart_uploads").paginate(Bucket=bucket, Prefix=prefix):
+            for item in page.get("Uploads", []):
+                client.abort_multipart_upload(Bucket=bucket, Key=item["Key"], UploadId=item["UploadId"])
+        for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+            keys = [{"Key": item["Key"]} for item in page.get("Contents", [])]
+            if keys:
+                client.delete_objects(Bucket=bucket, Delete={"Objects": keys, "Quiet": True})
+                deleted += len(keys)
+        return deleted
+    folder = Path(storage.location) / prefix
+    if not folder.is_dir():
+        return 0
+    deleted = sum(1 for p in folder.rglob("*") if p.is_file())
+    shutil.rmtree(folder)
+    return deleted
