@@ -179,6 +179,8 @@ class Media(models.Model):
                          condition=Q(trashed_at__isnull=True, in_vault=False)),
             models.Index(fields=["owner", "sha256"], name="media_owner_sha256"),
             models.Index(fields=["status"], name="media_status"),
+            # Every owner's media by date: the admin's list, its date hierarchy (gallery.admin.paging).
+            models.Index(fields=["taken_at", "id"], name="media_taken_at"),
         ]
 
     def __str__(self) -> str:

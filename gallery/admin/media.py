@@ -12,9 +12,9 @@ from django.template.defaultfilters import filesizeformat
 from django.urls import path, reverse
 from django.utils.html import format_html
 
-from gallery.admin.paging import CheapCountPaginator
+from gallery.admin.paging import CheapCountPaginator, DateProbes
 from gallery.delivery.sources import FileSource, S3Source
-from gallery.models import KindUsage, Media, Variant
+from gallery.models import KindUsage, Media, MediaQuerySet, Variant
 from gallery.services.media import media_delete, media_queue_processing
 from gallery.services.trash import media_trash
 from gallery.storage import is_s3, media_storage
@@ -66,6 +66,10 @@ def known_count(params: dict[str, str]) -> int | None:
         return None
 
 
+class AdminMediaQuerySet(DateProbes, MediaQuerySet):
+    probe_fields = ("taken_at",)
+
+
 class VariantInline(admin.TabularInline):
     model = Variant
     extra = 0
@@ -107,6 +111,10 @@ class MediaAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request) -> bool:
         return False  # media come from uploads, which check quotas and store bytes
+
+    def get_queryset(self, request):
+        qs = super().get_queryset(request)
+        return AdminMediaQuerySet(model=Media, query=qs.query.chain(), using=qs.db)
 
     def get_paginator(self, request, queryset, per_page, orphans=0, allow_empty_first_page=True):
         return CheapCountPaginator(queryset, per_page, orphans, allow_empty_first_page,
