@@ -67,6 +67,8 @@ class DateProbes:
 
     def _ends(self, field_name: str) -> dict:
         # Kept on this queryset: the hierarchy asks for the ends, then for the periods.
+        if getattr(self.query, "skip_date_probes", False):
+            return {"first": None, "last": None}  # no hierarchy (the media list while searching)
         cache = self.__dict__.setdefault("_date_ends", {})
         if field_name not in cache:
             plain = self.order_by()

@@ -203,3 +203,16 @@ def test_date_hierarchy_lists_only_periods_with_media(staff, alice):
 
     probed = AdminMediaQuerySet(model=Media).datetimes("taken_at", "month")
     assert probed == list(Media.objects.datetimes("taken_at", "month"))
+
+
+def test_search_by_name_sha256_or_owner(staff, alice, bob):
+    one = stored(alice, b"one", "holiday.jpg")
+    two = stored(bob, b"two", "work.pdf")
+    page = staff.get("/admin/gallery/media/?q=HOLI").content.decode()
+    assert "holiday.jpg" in page and "work.pdf" not in page
+    page = staff.get(f"/admin/gallery/media/?q={two.sha256.upper()}").content.decode()
+    assert "work.pdf" in page and "holiday.jpg" not in page
+    page = staff.get("/admin/gallery/media/?q=bo").content.decode()
+    assert "work.pdf" in page and "holiday.jpg" not in page
+    assert "taken_at__year" not in page  # no date hierarchy while searching
+    assert one.sha256 not in staff.get("/admin/gallery/media/?q=nothing-like-it").content.decode()
