@@ -101,7 +101,10 @@ def export_write(*, user: User, storage: Storage, out: IO[bytes],
     stats = ExportStats()
     taken: set[str] = set()
     album_items: dict[int, list[str]] = {}
-    media_qs = (Media.objects.visible_to(user).exclude(status=Media.Status.UPLOADING).exclude(original_key="")
+    # in_vault=False on top of the visibility rule: when an unlocked vault widens visible_to,
+    # vault items must still be left out until the vault exports them itself.
+    media_qs = (Media.objects.visible_to(user).filter(in_vault=False).exclude(status=Media.Status.UPLOADING)
+                .exclude(original_key="")
                 .select_related("owner").prefetch_related("tags", "albums").order_by("taken_at", "id"))
     with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as archive:
         for media in media_qs.iterator(chunk_size=200):

@@ -123,6 +123,10 @@ def storage_migrate(*, source: Storage, target: Storage, dry_run: bool = False, 
     """Copy every blob of `source` to `target` under the same key and check each copy; see the module."""
     if describe(source) == describe(target):
         raise ValueError(f"the target is the configured storage itself ({describe(source)})")
+    if not is_s3(source) and not is_s3(target):
+        a, b = Path(source.location).resolve(), Path(target.location).resolve()
+        if a in b.parents or b in a.parents:
+            raise ValueError(f"one folder holds the other ({a}, {b}): copies would be copied again")
     report = MigrationReport()
     originals = {key: (sha, ctype) for key, sha, ctype, status in Media.objects.exclude(original_key="")
                  .values_list("original_key", "sha256", "content_type", "status").iterator(chunk_size=5000)

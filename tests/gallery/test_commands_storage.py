@@ -130,12 +130,32 @@ def test_a_damaged_original_is_a_problem_and_a_non_zero_exit(library, tmp_path):
     assert "not copied or not matching" in str(failed.value)
 
 
-def test_clear_errors(library, moto_server, settings):
+def test_clear_errors(library, moto_server, settings, tmp_path):
     use_storage(settings, local_storage_config(settings.DATA_DIR / "media"))  # the default data dir's
     with pytest.raises(CommandError, match="itself"):
         run("migrate_storage", "--to", "local")
     with pytest.raises(CommandError, match="create it first"):
         run("migrate_storage", "--to", "s3", *s3_args(moto_server, "no-such-bucket"))
+    use_storage(settings, local_storage_config(tmp_path / "data" / "media"))
+    with pytest.raises(CommandError, match="one folder holds the other"):
+        run("migrate_storage", "--to", "local", "--data-dir", str(tmp_path / "data" / "media" / "inner"))
     settings.S3_ACCESS_KEY_ID = ""
     with pytest.raises(CommandError, match="needs a bucket and keys"):
         run("migrate_storage", "--to", "s3", "--s3-bucket", "b")
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_bar_on_a_terminal_only_and_quiet(library, tmp_path):
+    out = Terminal()
+    call_command("migrate_storage", "--to", "local", "--data-dir", str(tmp_path / "a"), stdout=out)
+    assert "\rcopying [" in out.getvalue() and "33/33" in out.getvalue()
+    plain = io.StringIO()
+    call_command("migrate_storage", "--to", "local", "--data-dir", str(tmp_path / "b"), stdout=plain)
+    assert "\r" not in plain.getvalue() and "copied 33 blobs" in plain.getvalue()
+    quiet = Terminal()
+    call_command("migrate_storage", "--to", "local", "--data-dir", str(tmp_path / "c"), "--quiet", stdout=quiet)
+    assert quiet.getvalue() == ""

@@ -3,6 +3,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from django.conf import settings
+from django.core.management.base import CommandError
 from django.template.defaultfilters import filesizeformat
 
 from config.settings import local_storage_config, s3_storage_config
@@ -44,6 +45,8 @@ class Command(OperationsCommand):
                                          journal=journal_path(target), on_blob=lambda blob: bar.advance(nbytes=blob.size))
             except STORAGE_ERRORS as exc:
                 self.fail(f"the storage failed: {exc}")
+            except ValueError as exc:
+                raise CommandError(str(exc)) from None
         if dry_run:
             for key in report.would_copy:
                 self.say(f"would copy\t{key}")
