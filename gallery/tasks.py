@@ -46,3 +46,8 @@ def _export_failed(payload: dict[str, Any], error: str) -> None:
 @job("export_build", on_failure=_export_failed)
 def export_build(*, export_id: str) -> None:
     exports.export_build(export_id=export_id)
+
+
+@periodic("exports_prune", every_seconds=3600)
+def exports_prune() -> None:
+    exports.exports_prune()

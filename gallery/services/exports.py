@@ -2,13 +2,16 @@
 
 The zip's layout is gallery.operations.export. It lives at `<user-id>/library/exports/<id>.zip`
 and is handed out only to its owner (media_api.views.export). A new export, once ready,
-replaces the user's earlier ones (their blobs are deleted after commit).
+replaces the user's earlier ones (their blobs are deleted after commit), and every export is
+deleted EXPORT_KEEP_HOURS after it finished (the worker's periodic `exports_prune`).
 """
 
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
@@ -59,6 +62,17 @@ def export_build(*, export_id: uuid.UUID | str) -> None:
 def export_mark_failed(*, export_id: uuid.UUID | str, error: str) -> None:
     Export.objects.filter(pk=export_id).exclude(state=Export.State.READY).update(
         state=Export.State.FAILED, error=error[:5000], finished_at=timezone.now())
+
+
+def exports_prune(*, now=None) -> int:
+    """Delete exports that finished more than EXPORT_KEEP_HOURS ago (zip included); returns how many."""
+    cutoff = (now or timezone.now()) - timedelta(hours=settings.EXPORT_KEEP_HOURS)
+    old = Export.objects.filter(state__in=[Export.State.READY, Export.State.FAILED], finished_at__lt=cutoff)
+    count = 0
+    for export in old.iterator():
+        export_delete(export=export)
+        count += 1
+    return count
 
 
 @transaction.atomic

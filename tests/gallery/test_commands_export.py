@@ -164,3 +164,22 @@ def test_a_lost_original_is_listed_not_fatal(library, alice, tmp_path):
         missing = json.loads(archive.read("missing.json"))["missing"]
         assert [m["id"] for m in missing] == [str(first.pk)]
         assert "2019/07/note.txt" not in archive.namelist()
+
+
+def test_exports_are_deleted_after_their_keep_time(alice, settings, django_capture_on_commit_callbacks):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from gallery.services.exports import export_build, export_request, exports_prune
+
+    stored(alice, b"kept for a while", "kept.txt")
+    with django_capture_on_commit_callbacks(execute=True):
+        export = export_request(user=alice)
+    export_build(export_id=export.pk)  # already built inline: safe to run twice
+    export.refresh_from_db()
+    assert export.state == "ready" and media_storage().exists(export.key)
+    assert exports_prune() == 0
+    with django_capture_on_commit_callbacks(execute=True):
+        assert exports_prune(now=timezone.now() + timedelta(hours=settings.EXPORT_KEEP_HOURS + 1)) == 1
+    assert not Export.objects.exists() and not media_storage().exists(export.key)
