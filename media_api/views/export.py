@@ -59,9 +59,12 @@ def export_download(request, export_id):
     if not caller.scopes & {READ, READ_WRITE}:
         return JsonResponse({"error": "insufficient_scope", "detail": f"this credential lacks the scope {READ}"},
                             status=403)
-    export = Export.objects.filter(owner=caller.user, pk=_uuid(export_id), state=Export.State.READY).first()
+    try:
+        export = Export.objects.filter(owner=caller.user, pk=_uuid(export_id), state=Export.State.READY).first()
+    except Http404:
+        export = None
     if export is None:
-        raise Http404("no such export")
+        return JsonResponse({"error": "not_found", "detail": "no such export (or not ready)"}, status=404)
     rep = ranges.Representation(size=export.size, etag=f'"{export.pk.hex}"', last_modified=export.finished_at,
                                 content_type="application/zip")
     decision = ranges.evaluate(request.method, request.headers, rep)

@@ -129,6 +129,9 @@ def test_export_api_job_then_download_by_the_owner_only(storage, library, alice,
     download = status["download_url"]
     assert bob_api.get(response.json()["url"]).status_code == 404
     assert bob_api.get(download).status_code == 404
+    assert bob_api.get(download).json()["error"] == "not_found"
+    assert alice_api.get("/api/v1/export/not-a-uuid/").json()["error"] == "not_found"
+    assert alice_api.get("/api/v1/export/not-a-uuid/download").status_code == 404
     assert APIClient().get(download).status_code == 401
     got = alice_api.get(download)
     assert got.status_code == 200 and got["Content-Disposition"].startswith("attachment")
