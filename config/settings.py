@@ -122,6 +122,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
+    "drf_spectacular",
     "channels",
     "gallery",
     "media_api",
@@ -401,11 +402,22 @@ AUTHENTICATION_BACKENDS = [
 THROTTLE_WINDOW_SECONDS = env_int("THROTTLE_WINDOW_SECONDS", 60, minimum=1)
 LOGIN_FAILURES_PER_ACCOUNT = env_int("LOGIN_FAILURES_PER_ACCOUNT", 5, minimum=1)
 LOGIN_FAILURES_PER_ADDRESS = env_int("LOGIN_FAILURES_PER_ADDRESS", 20, minimum=1)
-# scope -> (failures allowed, window in seconds); other doors (vault unlock, share passwords) add theirs.
+# Wrong share-link passwords allowed per window, per share and per client address.
+SHARE_PASSWORD_FAILURES_PER_SHARE = env_int("SHARE_PASSWORD_FAILURES_PER_SHARE", 10, minimum=1)
+SHARE_PASSWORD_FAILURES_PER_ADDRESS = env_int("SHARE_PASSWORD_FAILURES_PER_ADDRESS", 20, minimum=1)
+# scope -> (failures allowed, window in seconds); other doors (vault unlock) add theirs.
 THROTTLE_RULES = {
     "login-account": (LOGIN_FAILURES_PER_ACCOUNT, THROTTLE_WINDOW_SECONDS),
     "login-address": (LOGIN_FAILURES_PER_ADDRESS, THROTTLE_WINDOW_SECONDS),
+    "share-password": (SHARE_PASSWORD_FAILURES_PER_SHARE, THROTTLE_WINDOW_SECONDS),
+    "share-address": (SHARE_PASSWORD_FAILURES_PER_ADDRESS, THROTTLE_WINDOW_SECONDS),
 }
+# How long an unlocked password-protected share stays open in a browser (its signed cookie).
+SHARE_UNLOCK_SECONDS = env_int("SHARE_UNLOCK_SECONDS", 7 * 24 * 3600, minimum=60)
+
+# --- Sync for phones (gallery.services.changes) --------------------------------------------
+# Days a deletion is remembered for /api/v1/sync/; an older cursor gets 410 full_sync_required.
+SYNC_TOMBSTONE_DAYS = env_int("SYNC_TOMBSTONE_DAYS", 90, minimum=1)
 
 # --- HTTPS and browser policies (gallery.web.security) -------------------------------------
 # A request is secure when it came over TLS, or a trusted proxy (FORWARDED_ALLOW_IPS) says
@@ -435,6 +447,23 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+}
+
+# --- OpenAPI (drf-spectacular; media_api.schema) ------------------------------------------
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Chipmunk API",
+    "DESCRIPTION": "The library of the caller: uploads (multipart, tus 1.0, direct to S3), media, "
+                   "usage. Every 4xx is `{\"error\", \"detail\"}`.",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SCHEMA_PATH_PREFIX": r"/api/v1",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "PREPROCESSING_HOOKS": ["media_api.schema.drop_slashless_aliases"],
+    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums", "media_api.schema.errors_everywhere"],
+    # Vendored (static/vendor/), so /api/docs/ works offline and under our CSP.
+    "SWAGGER_UI_DIST": "/" + STATIC_URL.strip("/") + "/vendor/swagger-ui-dist-5.35.0",
+    "SWAGGER_UI_FAVICON_HREF": STATIC_URL.rstrip("/") + "/vendor/swagger-ui-dist-5.35.0/favicon-32x32.png",
 }
 
 # --- i18n --------------------------------------------------------------------------------

@@ -126,3 +126,31 @@ class LoginRefused(ChipmunkError):
 
     code = "login_refused"
     status = 403
+
+
+# --- Sync (gallery.services.changes) -------------------------------------------------------
+class FullSyncRequired(ChipmunkError):
+    """A sync cursor from before the oldest kept tombstone: the client must start over."""
+
+    code = "full_sync_required"
+    status = 410
+
+
+# --- Share links (gallery.sharing, gallery.services.sharing) ------------------------------
+class PasswordRequired(ChipmunkError):
+    """A password-protected share that this client has not unlocked."""
+
+    code = "password_required"
+    status = 403
+
+
+class WrongPassword(ChipmunkError):
+    code = "wrong_password"
+    status = 403
+
+
+class Throttled(ChipmunkError):
+    """Too many wrong guesses; `retry_after` seconds until the next may be tried."""
+
+    code = "throttled"
+    status = 429

@@ -7,7 +7,7 @@ from typing import Any
 
 from gallery.jobs import job, periodic
 from gallery.processing import pipeline as processing
-from gallery.services import exports
+from gallery.services import changes, exports
 from gallery.uploads import cleanup
 from gallery.uploads import direct as direct_uploads
 
@@ -51,3 +51,10 @@ def export_build(*, export_id: str) -> None:
 @periodic("exports_prune", every_seconds=3600)
 def exports_prune() -> None:
     exports.exports_prune()
+
+
+@periodic("sync_prune", every_seconds=6 * 3600)
+def sync_prune() -> None:
+    removed = changes.changes_prune()
+    if removed:
+        log.info("sync: forgot %d tombstones older than SYNC_TOMBSTONE_DAYS", removed)

@@ -22,6 +22,14 @@ Cache-Control: variants are immutable for a year (a changed variant is a new key
 should carry a version, e.g. ?v=<created>, which this view ignores); originals are
 `private, no-cache`: browsers keep them but revalidate (a cheap 304) so a trashed or
 vaulted original stops being shown at once.
+
+Share links have their own URLs, /s/<share token>/m/<token>/<level>/ (serve_shared_media):
+the share is opened by gallery.sharing (live, unlocked) and the media found through the
+visibility rule's share half, Media.objects.shared_by. The original needs allow_download;
+unless the share shows metadata, nothing that may carry a position leaves: image levels are
+WebP written without metadata, a JPEG original streams with its GPS blanked
+(gallery.processing.jpeg_gps; same length, so ranges stay true), and any other original or
+video rendition of a media with a known position is 404.
 """
 
 from __future__ import annotations
@@ -45,10 +53,13 @@ from django.views.decorators.http import require_http_methods
 from gallery.auth import authenticate
 from gallery.delivery import ranges
 from gallery.delivery.blobcache import close_iterator
-from gallery.delivery.sources import body, source_for
+from gallery.delivery.sources import PatchedSource, body, source_for
+from gallery.exceptions import ChipmunkError
 from gallery.models import Media, Variant
 from gallery.processing.filetypes import clean_media_type, safe_served_type
-from gallery.storage import is_s3, media_storage, presign_url
+from gallery.processing.jpeg_gps import gps_patches, is_jpeg
+from gallery.sharing import REFUSE, SEND_WITHOUT_GPS, share_open, share_sends
+from gallery.storage import STORAGE_ERRORS, blob_head, is_s3, media_storage, presign_url
 
 logger = logging.getLogger(__name__)
 
@@ -79,6 +90,8 @@ class Target:
     rep: ranges.Representation
     filename: str | None  # originals only: for Content-Disposition
     mode: str  # stream | x-accel | redirect: see delivery_mode
+    # (offset, bytes) written over the blob's bytes as they stream (a share's GPS-free original).
+    patches: tuple[tuple[int, bytes], ...] = ()
 
 
 # --- Authorisation -----------------------------------------------------------------------
@@ -91,14 +104,60 @@ def find_target(request: HttpRequest, token: str, level: str) -> Target | None:
     caller = authenticate(request)
     if caller is None:
         return None
-    media_qs = Media.objects.visible_to(caller.user).filter(token=token)
+    found = _lookup(Media.objects.visible_to(caller.user), token, level)
+    return _target(*found) if found is not None else None
+
+
+def find_shared_target(request: HttpRequest, share_token: str, token: str, level: str) -> Target | None:
+    """The blob behind token/level if the share (live, unlocked) shows it, else None (404)."""
+    try:
+        share = share_open(request, share_token)
+    except ChipmunkError:
+        return None
+    found = _lookup(Media.objects.shared_by(share), token, level)
+    if found is None:
+        return None
+    how = share_sends(share, *found)
+    target = _target(*found) if how != REFUSE else None
+    if target is not None and how == SEND_WITHOUT_GPS:
+        return _without_gps(target)
+    return target
+
+
+# Bytes of a JPEG read to find its metadata: most fit in the first, some need the second.
+_HEAD_READS = (256 * 1024, 4 * 1024 * 1024)
+
+
+def _without_gps(target: Target) -> Target | None:
+    """A JPEG original's target with its GPS blanked as it streams; None when its metadata
+    cannot be read to the end (then nothing is sent)."""
+    for length in _HEAD_READS:
+        try:
+            head = blob_head(target.key, target.rep.size, min(length, target.rep.size))
+        except STORAGE_ERRORS:
+            logger.exception("delivery: could not read the head of %s", target.key)
+            return None
+        patches = gps_patches(head) if is_jpeg(head) else None
+        if patches is not None:
+            rep = replace(target.rep, etag=target.rep.etag[:-1] + '-nogps"')
+            return replace(target, rep=rep, patches=tuple(patches), mode="stream")
+        if length >= target.rep.size:
+            break
+    return None
+
+
+def _lookup(media_qs, token: str, level: str) -> tuple[Media, Variant | None] | None:
+    """(media, variant or None for the original) of this token and level within media_qs."""
+    media_qs = media_qs.filter(token=token)
     if level == ORIGINAL_LEVEL:
         media, variant = media_qs.first(), None
     else:
         variant = Variant.objects.select_related("media").filter(level=level, media__in=media_qs).first()
         media = variant.media if variant is not None else None
-    if media is None:
-        return None
+    return (media, variant) if media is not None else None
+
+
+def _target(media: Media, variant: Variant | None) -> Target | None:
     mode = delivery_mode(media)
     if variant is None:
         if not media.original_key or media.status == Media.Status.UPLOADING:
@@ -172,7 +231,16 @@ def serve_media(request: HttpRequest, token: str, level: str) -> HttpResponseBas
     work before the first byte (the lookup, a presigned URL, the first chunk); the rest of a
     body is read in _io_pool threads.
     """
-    target = find_target(request, token, level)
+    return _serve(request, find_target(request, token, level))
+
+
+@require_http_methods(["GET", "HEAD"])
+def serve_shared_media(request: HttpRequest, share_token: str, token: str, level: str) -> HttpResponseBase:
+    """The same, for a media that the share link `share_token` shows (no login needed)."""
+    return _serve(request, find_shared_target(request, share_token, token, level))
+
+
+def _serve(request: HttpRequest, target: Target | None) -> HttpResponseBase:
     if target is None:
         raise Http404("no such media")
     target = _with_safe_type(target)
@@ -217,6 +285,8 @@ def _stream_response(request: HttpRequest, storage: Storage, target: Target,
     chunks: Iterator[bytes] = iter(())
     if send_body:
         source = source_for(storage, key=target.key, size=target.rep.size, owner=target.owner_id)
+        if target.patches:
+            source = PatchedSource(source, list(target.patches))
         chunks = body(source, decision)
     # A streaming response even when empty: CommonMiddleware adds "Content-Length: 0" to a
     # plain 304, which RFC 9110 §8.6 forbids (it must be absent or the 200's length).

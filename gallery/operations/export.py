@@ -5,7 +5,7 @@ Layout:
                         capture); a name taken in that folder gets " (2)", " (3)"... (compared
                         without case, so the zip unpacks on any file system)
   YYYY/MM/<name>.json   what we know about it: dates with their offset, GPS, place, camera,
-                        tags, albums, description when there is one
+                        tags, albums, description and rating when there are
   albums.json           every album with the paths of its items in the zip
   missing.json          only when an original is not in the storage (see manage.py verify)
 The zip is ZIP64 and streamed: each original is copied in 1 MiB chunks from the storage into
@@ -89,9 +89,11 @@ def media_document(media: Media, *, path: str, albums: list[str]) -> dict:
         "tags": sorted(t.name for t in media.tags.all()),
         "albums": albums,
     }
-    description = getattr(media, "description", "") or (media.details or {}).get("description", "")
+    description = (media.details or {}).get("description", "")
     if description:
         doc["description"] = description
+    if (media.details or {}).get("rating") is not None:
+        doc["rating"] = media.details["rating"]
     return doc
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
-from typing import IO, Iterable
+from typing import IO, Any, Iterable
 
 from django.db import IntegrityError, transaction
 from django.db.models import F
@@ -20,6 +20,7 @@ from gallery.exceptions import StorageUnavailable
 from gallery.models import Album, KindUsage, Media, User, Variant, new_media_token
 from gallery.processing.filetypes import SNIFF_BYTES, content_type_for, kind_for
 from gallery.services.accounts import quota_check
+from gallery.services.changes import media_changed
 from gallery.storage import STORAGE_ERRORS, blob_head, media_storage, original_key, sha256_of
 
 
@@ -37,17 +38,21 @@ def clean_filename(filename: str | None) -> str:
 
 
 def media_ingest(*, owner: User, stream: IO[bytes], size: int, filename: str,
-                 content_type: str | None = None, file_modified_at: datetime | None = None) -> IngestResult:
+                 content_type: str | None = None, file_modified_at: datetime | None = None,
+                 sha256: str | None = None, details: dict[str, Any] | None = None) -> IngestResult:
     """Store an uploaded file as a new media of `owner` and queue its processing.
 
     The quota is checked before any byte is stored. A file the owner already has (same
-    SHA-256) resolves to the existing media and nothing new is stored.
+    SHA-256) resolves to the existing media and nothing new is stored. `sha256` is for a
+    caller that hashed the stream itself (import_folder hashes on a thread pool); `details`
+    start the new row's details (import_folder's sidecar data).
     """
     filename = clean_filename(filename)
     quota_check(user=owner, requested=size)
     stream.seek(0)
-    sha256 = sha256_of(stream)
-    stream.seek(0)
+    if sha256 is None:
+        sha256 = sha256_of(stream)
+        stream.seek(0)
     # Before storing anything: the bytes the owner already has are not stored twice.
     existing = Media.objects.same_bytes(owner_id=owner.pk, sha256=sha256).first()
     if existing is not None:
@@ -58,7 +63,8 @@ def media_ingest(*, owner: User, stream: IO[bytes], size: int, filename: str,
     key = storage.save(original_key(user_id=owner.pk, media_id=media_id, filename=filename), stream)
     try:
         result = media_record(owner=owner, media_id=media_id, key=key, size=size, sha256=sha256,
-                              filename=filename, content_type=content_type, file_modified_at=file_modified_at)
+                              filename=filename, content_type=content_type, file_modified_at=file_modified_at,
+                              details=details)
     except BaseException:
         storage.delete(key)  # nothing may stay behind for a media that does not exist
         raise
@@ -71,7 +77,7 @@ def media_ingest(*, owner: User, stream: IO[bytes], size: int, filename: str,
 def media_record(*, owner: User, media_id: uuid.UUID, key: str, size: int, sha256: str, filename: str,
                  content_type: str | None, reserved: int = 0, album: Album | None = None,
                  dedup: bool = True, status: str = Media.Status.PENDING,
-                 file_modified_at: datetime | None = None) -> IngestResult:
+                 file_modified_at: datetime | None = None, details: dict[str, Any] | None = None) -> IngestResult:
     """Record stored bytes as a media of `owner`: the one place media rows are created.
 
     Under a lock on the user row: with `dedup`, a file the owner already has (same SHA-256)
@@ -106,7 +112,7 @@ def media_record(*, owner: User, media_id: uuid.UUID, key: str, size: int, sha25
     media = Media.objects.create(
         id=media_id, owner=locked, kind=kind_for(content_type, filename), original_filename=filename,
         content_type=content_type, size=size, sha256=sha256, status=status, original_key=key,
-        taken_at=file_modified_at or timezone.now(), taken_at_estimated=True,
+        taken_at=file_modified_at or timezone.now(), taken_at_estimated=True, details=details or {},
     )
     User.objects.filter(pk=owner.pk).update(used_bytes=F("used_bytes") + size,
                                             reserved_bytes=F("reserved_bytes") - reserved)
@@ -117,6 +123,7 @@ def media_record(*, owner: User, media_id: uuid.UUID, key: str, size: int, sha25
     events.send_after_commit(owner.pk, "media.created", media_id=str(media.pk), status=media.status)
     if status == Media.Status.PENDING:
         media_queue_processing(media=media)
+    media_changed(owner_id=locked.pk, media_ids=[media.pk])
     return IngestResult(media=media, created=True)
 
 
@@ -142,10 +149,12 @@ def media_queue_processing(*, media: Media) -> None:
     jobs.enqueue("process_media", {"media_id": str(media.pk)}, queue=queue)
 
 
+@transaction.atomic
 def media_rotate_token(*, media: Media) -> Media:
     """Give a media a new delivery token: every URL handed out before stops working."""
     media.token = new_media_token()
     Media.objects.filter(pk=media.pk).update(token=media.token, updated_at=timezone.now())
+    media_changed(owner_id=media.owner_id, media_ids=[media.pk])  # its URLs changed
     return media
 
 
@@ -160,6 +169,7 @@ def media_delete(*, media: Media) -> None:
     usage_add(media=media, count=-1)
     media.delete()
     User.objects.filter(pk=owner_id).update(used_bytes=F("used_bytes") - size)
+    media_changed(owner_id=owner_id, media_ids=[media_id], deleted=True)
     transaction.on_commit(lambda: _delete_blobs(keys))
     events.send_after_commit(owner_id, "media.deleted", media_id=media_id)
 
@@ -177,5 +187,7 @@ def variants_forget_missing(*, media: Media) -> list[str]:
     again); returns their levels. One existence check per variant (a HEAD on S3)."""
     storage = media_storage()
     gone = [v for v in media.variants.all() if not storage.exists(v.storage_key)]
-    Variant.objects.filter(pk__in=[v.pk for v in gone]).delete()
+    if gone:
+        Variant.objects.filter(pk__in=[v.pk for v in gone]).delete()
+        media_changed(owner_id=media.owner_id, media_ids=[media.pk])  # its variants' URLs changed
     return sorted(v.level for v in gone)

@@ -8,6 +8,7 @@ from django.utils import timezone
 
 from gallery import events
 from gallery.models import Media
+from gallery.services.changes import media_changed
 from gallery.services.media import usage_add
 
 
@@ -21,6 +22,7 @@ def media_trash(*, media: Media) -> bool:
     locked.trashed_at = timezone.now()
     Media.objects.filter(pk=locked.pk).update(trashed_at=locked.trashed_at, updated_at=locked.trashed_at)
     usage_add(media=locked, count=1)  # ...into the trash's
+    media_changed(owner_id=locked.owner_id, media_ids=[locked.pk])  # phones read it as gone (sync)
     media.trashed_at = locked.trashed_at
     # For every open page the media is gone: the same event as a deletion (it names only the id).
     events.send_after_commit(locked.owner_id, "media.deleted", media_id=str(locked.pk))

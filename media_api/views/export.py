@@ -6,7 +6,8 @@ import uuid
 
 from django.http import Http404, JsonResponse, StreamingHttpResponse
 from django.views.decorators.http import require_http_methods
-from rest_framework import status
+from drf_spectacular.utils import extend_schema, inline_serializer
+from rest_framework import serializers, status
 from rest_framework.decorators import api_view
 from rest_framework.response import Response
 from rest_framework.reverse import reverse
@@ -30,6 +31,20 @@ def _document(request, export: Export) -> dict:
     return doc
 
 
+EXPORT_SCHEMA = inline_serializer("Export", {
+    "id": serializers.UUIDField(), "state": serializers.ChoiceField(choices=Export.State.values),
+    "created_at": serializers.DateTimeField(), "finished_at": serializers.DateTimeField(allow_null=True),
+    "size": serializers.IntegerField(help_text="bytes of the zip, once ready"),
+    "media_count": serializers.IntegerField(), "error": serializers.CharField(allow_blank=True),
+    "url": serializers.URLField(help_text="this export's status"),
+    "download_url": serializers.URLField(allow_null=True, help_text="the zip (owner only, ranges), once ready"),
+})
+
+
+@extend_schema(methods=["POST"], summary="Export the library as a zip (a job)", request=None,
+               responses={202: EXPORT_SCHEMA})
+@extend_schema(methods=["GET"], summary="Your recent exports",
+               responses=inline_serializer("ExportList", {"results": serializers.ListField(child=EXPORT_SCHEMA)}))
 @api_view(["GET", "POST"])
 def export_collection(request):
     """POST: queue an export of the library (202; one already under way is returned). GET: the caller's exports."""
@@ -40,6 +55,7 @@ def export_collection(request):
     return Response({"results": [_document(request, e) for e in exports]})
 
 
+@extend_schema(summary="Where an export stands", responses=EXPORT_SCHEMA)
 @api_view(["GET"])
 def export_detail(request, export_id):
     """Where an export stands, and its download URL once ready."""

@@ -42,7 +42,7 @@ def library(alice, bob, alice_api, upload, corpus):
     # Two files with the same name in the same month: the second becomes "note (2).txt".
     first = stored(alice, b"first note", "note.txt", taken_at=when, taken_at_offset_minutes=120,
                    latitude=48.85, longitude=2.35, place_city="Paris", place_country="France",
-                   camera_make="Canon", camera_model="EOS")
+                   camera_make="Canon", camera_model="EOS", details={"description": "At the lake", "rating": 4})
     second = stored(alice, b"second note", "NOTE.txt", taken_at=when.replace(minute=5))
     stored(alice, b"in the trash", "trashed.txt", trashed_at=when)
     stored(bob, b"bob's", "bob.txt")
@@ -88,6 +88,8 @@ def test_export_command_writes_every_original_with_its_metadata(library, alice, 
     assert doc["gps"] == {"latitude": 48.85, "longitude": 2.35, "altitude": None}
     assert doc["place"]["city"] == "Paris" and doc["camera"] == {"make": "Canon", "model": "EOS"}
     assert doc["tags"] == ["summer"] and doc["albums"] == ["Holiday"]
+    assert doc["description"] == "At the lake" and doc["rating"] == 4
+    assert "description" not in found["docs"][str(second.pk)][1]
     holiday = next(a for a in found["albums"]["albums"] if a["title"] == "Holiday")
     assert sorted(holiday["items"]) == ["2019/07/NOTE (2).txt", "2019/07/note.txt"]
     photo = next(d for _, d in found["docs"].values() if d["original_filename"] == "Canon_40D.jpg")
