@@ -7,6 +7,7 @@ from typing import Any
 
 from gallery.jobs import job, periodic
 from gallery.processing import pipeline as processing
+from gallery.services import trash
 from gallery.uploads import cleanup
 from gallery.uploads import direct as direct_uploads
 
@@ -36,3 +37,10 @@ def uploads_cleanup() -> None:
     report = cleanup.uploads_cleanup()
     if report.expired or report.completed or report.orphans or report.errors:
         log.info("uploads cleanup: %s", report)
+
+
+@periodic("trash_purge", every_seconds=3600)
+def trash_purge() -> None:
+    purged = trash.trash_purge()
+    if purged:
+        log.info("trash purge: %s media deleted for good", purged)

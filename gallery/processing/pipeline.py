@@ -26,6 +26,7 @@ from django.utils import timezone
 
 from gallery import events
 from gallery.models import Media, Variant, zone_named
+from gallery.services.timeline import timeline_move
 from gallery.storage import is_s3, media_storage, variant_key
 
 log = logging.getLogger(__name__)
@@ -245,11 +246,34 @@ def media_process(*, media_id: uuid.UUID | str) -> None:
         media_mark_failed(media_id=media.pk, error=str(exc))
         return
     with transaction.atomic():
-        fields = {**outcome.fields, "status": Media.Status.READY, "error": "\n".join(outcome.notes)[:5000],
+        # Under the row's lock: an edit that landed while the file was read wins (manual
+        # dates and places are never overwritten), and the timeline's day counters move once.
+        current = Media.objects.select_for_update().filter(pk=media.pk).first()
+        if current is None:  # deleted meanwhile
+            return
+        learned = _without_manual(current, outcome.fields)
+        if "taken_at" in learned:
+            current.taken_at = learned["taken_at"]
+            current.taken_at_offset_minutes = learned.get("taken_at_offset_minutes")
+            old_day = current.taken_day
+            current.set_capture_day(media.owner.time_zone)
+            learned.update(taken_day=current.taken_day, taken_month=current.taken_month)
+            timeline_move(media=current, old_day=old_day)
+        fields = {**learned, "status": Media.Status.READY, "error": "\n".join(outcome.notes)[:5000],
                   "details": {**media.details, **outcome.details}, "updated_at": timezone.now()}
         fields = without_nul(fields)
         Media.objects.filter(pk=media.pk).update(**fields)
         events.send_after_commit(media.owner_id, "media.ready", media_id=str(media.pk))
+
+
+DATE_FIELDS = ("taken_at", "taken_at_offset_minutes", "taken_at_estimated")
+LOCATION_FIELDS = ("latitude", "longitude", "altitude", "place_city", "place_region", "place_country")
+
+
+def _without_manual(media: Media, fields: dict[str, Any]) -> dict[str, Any]:
+    """What processing learned, less what the owner set by hand (taken_at_manual, location_manual)."""
+    dropped = (DATE_FIELDS if media.taken_at_manual else ()) + (LOCATION_FIELDS if media.location_manual else ())
+    return {name: value for name, value in fields.items() if name not in dropped}
 
 
 def media_mark_failed(*, media_id: uuid.UUID | str, error: str) -> None:

@@ -1,25 +1,42 @@
-"""/api/v1/media/: the caller's media (list, one, delete, new token, multipart upload, exists).
+"""/api/v1/media/: the caller's media (list, one, edit, trash, favourite, new token, multipart
+upload, exists).
 
 Querysets come from the one visibility rule; writes call services."""
 
 from __future__ import annotations
 
-from django.db.models import Prefetch
+from datetime import timedelta
+
+from django.db.models import Prefetch, QuerySet, Sum
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action, api_view
 from rest_framework.response import Response
 
-from gallery.models import Media, Variant
-from gallery.services.media import media_delete, media_ingest, media_rotate_token
+from gallery.models import Album, Media, Tag, TimelineDay, Variant
+from gallery.services.edits import media_edit
+from gallery.services.library import media_favourite
+from gallery.services.media import media_ingest, media_rotate_token
+from gallery.services.trash import media_trash
 from media_api.body_gate import multipart_quota_check
 from media_api.pagination import KeysetPagination
 from media_api.serializers import (
     VARIANT_FIELDS,
+    MediaEditSerializer,
     MediaExistsSerializer,
     MediaListQuerySerializer,
     MediaSerializer,
     MediaUploadSerializer,
 )
+
+
+def with_relations(qs: QuerySet) -> QuerySet:
+    """What MediaSerializer reads besides the row, prefetched: three queries per page, whatever
+    its length (variants, albums, tags)."""
+    return qs.select_related("owner").prefetch_related(
+        Prefetch("variants", queryset=Variant.objects.only(*VARIANT_FIELDS)),
+        Prefetch("albums", queryset=Album.objects.only("id", "is_favourites")),
+        Prefetch("tags", queryset=Tag.objects.only("id", "name")),
+    )
 
 
 class MediaViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.DestroyModelMixin,
@@ -28,9 +45,8 @@ class MediaViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Dest
     pagination_class = KeysetPagination
 
     def get_queryset(self):
-        # The one visibility rule, for every action: list, retrieve, delete, rotate-token.
-        variants = Prefetch("variants", queryset=Variant.objects.only(*VARIANT_FIELDS))
-        qs = Media.objects.visible_to(self.request.user).select_related("owner").prefetch_related(variants)
+        # The one visibility rule, for every action: list, retrieve, edit, delete, favourite, rotate-token.
+        qs = with_relations(Media.objects.visible_to(self.request.user))
         if self.action == "list":
             query = MediaListQuerySerializer(data=self.request.query_params)
             query.is_valid(raise_exception=True)
@@ -41,13 +57,21 @@ class MediaViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Dest
                 qs = qs.filter(sha256=sha.lower())
             if kind := self.filters.get("kind"):
                 qs = qs.filter(kind=kind)
+            if bucket := self.filters.get("bucket"):
+                size, first = bucket
+                qs = qs.filter(taken_month=first) if size == "month" else qs.filter(taken_day=first)
         return qs
 
     def count_for(self, queryset) -> int:
-        """The list's total: the counters for the library or one kind (no scan); a lookup by
-        SHA-256 counts its few rows through the (owner, sha256) index."""
-        if self.filters.get("sha256"):
+        """The list's total: the counters for the library, one kind or one timeline bucket (no
+        scan); a lookup by SHA-256 or a bucket of one kind counts its rows through an index."""
+        if self.filters.get("sha256") or (self.filters.get("bucket") and self.filters.get("kind")):
             return queryset.count()
+        if bucket := self.filters.get("bucket"):
+            size, first = bucket
+            last = first if size == "day" else (first + timedelta(days=32)).replace(day=1) - timedelta(days=1)
+            days = TimelineDay.objects.filter(owner=self.request.user, day__gte=first, day__lte=last)
+            return days.aggregate(n=Sum("count"))["n"] or 0
         return Media.objects.visible_count(self.request.user, kind=self.filters.get("kind"))
 
     def create(self, request):
@@ -65,8 +89,27 @@ class MediaViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Dest
         return Response(MediaSerializer(media).data,
                         status=status.HTTP_201_CREATED if result.created else status.HTTP_200_OK)
 
+    def partial_update(self, request, pk=None):
+        """Edit name, description, taken_at (with its offset) and the position."""
+        media = self.get_object()
+        edit = MediaEditSerializer(data=request.data)
+        edit.is_valid(raise_exception=True)
+        changes = dict(edit.validated_data)
+        if "latitude" in changes:
+            lat, lon = changes.pop("latitude"), changes.pop("longitude")
+            changes["location"] = None if lat is None else (lat, lon)
+        media_edit(media=media, **changes)
+        return Response(MediaSerializer(self.get_queryset().get(pk=media.pk)).data)
+
     def perform_destroy(self, instance: Media) -> None:
-        media_delete(media=instance)
+        media_trash(media=instance)  # to the trash; the purge deletes it for good later
+
+    @action(detail=True, methods=["post", "delete"])
+    def favourite(self, request, pk=None):
+        """POST: into the Favourites album; DELETE: out of it. Both idempotent; the media JSON."""
+        media = self.get_object()
+        media_favourite(media=media, favourite=request.method == "POST")
+        return Response(MediaSerializer(self.get_queryset().get(pk=media.pk)).data)
 
     @action(detail=True, methods=["post"], url_path="rotate-token")
     def rotate_token(self, request, pk=None):

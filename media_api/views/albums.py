@@ -1,0 +1,100 @@
+"""/api/v1/albums/: the caller's albums (Favourites first), their media and covers.
+
+An album's count and cover are computed through Media.objects.visible_to, so trashed and
+vault items are neither counted nor shown; the list is a constant three queries."""
+
+from __future__ import annotations
+
+from django.db.models import Count, OuterRef, Prefetch, Subquery
+from django.db.models.functions import Coalesce
+from django.shortcuts import get_object_or_404
+from rest_framework import status, viewsets
+from rest_framework.decorators import action
+from rest_framework.response import Response
+
+from gallery.models import Album, Media, Variant
+from gallery.services.library import album_change_media, album_create, album_delete, album_update, favourites_for
+from media_api.pagination import KeysetPagination
+from media_api.serializers import (
+    AlbumCreateSerializer,
+    AlbumSerializer,
+    AlbumUpdateSerializer,
+    MediaIdsChangeSerializer,
+    MediaSerializer,
+)
+from media_api.views.media import with_relations
+
+
+def albums_for(user):
+    """The user's albums with `count` and `cover_pk` (chosen cover if still a visible member,
+    else the newest visible member), Favourites first, then the newest albums."""
+    visible = Media.objects.visible_to(user)
+    members = visible.filter(albums=OuterRef("pk"))
+    count = members.order_by().values("albums").annotate(n=Count("pk")).values("n")
+    chosen = members.filter(pk=OuterRef("cover_id")).values("pk")[:1]
+    newest = members.order_by("-taken_at", "-id").values("pk")[:1]
+    return (Album.objects.filter(owner=user)
+            .annotate(count=Coalesce(Subquery(count), 0), cover_pk=Coalesce(Subquery(chosen), Subquery(newest)))
+            .order_by("-is_favourites", "-created_at", "-id"))
+
+
+def with_covers(albums: list[Album]) -> list[Album]:
+    """Attach each album's cover media (two queries for any number of albums)."""
+    pks = {a.cover_pk for a in albums if a.cover_pk}
+    variants = Prefetch("variants", queryset=Variant.objects.only("id", "media_id", "level"))
+    covers = {m.pk: m for m in Media.objects.filter(pk__in=pks).only("id", "token").prefetch_related(variants)}
+    for album in albums:
+        album.cover_media = covers.get(album.cover_pk)
+    return albums
+
+
+class AlbumViewSet(viewsets.GenericViewSet):
+    serializer_class = AlbumSerializer
+    lookup_value_regex = "[0-9]{1,18}"  # anything else (not a number, past bigint) is the router's 404
+
+    def get_queryset(self):
+        return albums_for(self.request.user)
+
+    def _album(self, pk) -> Album:
+        return get_object_or_404(Album.objects.filter(owner=self.request.user), pk=pk)
+
+    def _one(self, pk) -> dict:
+        return AlbumSerializer(with_covers([get_object_or_404(self.get_queryset(), pk=pk)])[0]).data
+
+    def list(self, request):
+        favourites_for(user=request.user)  # every user has one, made on first use
+        albums = with_covers(list(self.get_queryset()))
+        return Response({"count": len(albums), "results": AlbumSerializer(albums, many=True).data})
+
+    def create(self, request):
+        data = AlbumCreateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        album = album_create(owner=request.user, **data.validated_data)
+        return Response(self._one(album.pk), status=status.HTTP_201_CREATED)
+
+    def retrieve(self, request, pk=None):
+        return Response(self._one(pk))
+
+    def partial_update(self, request, pk=None):
+        album = self._album(pk)
+        data = AlbumUpdateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        album_update(album=album, **data.validated_data)
+        return Response(self._one(album.pk))
+
+    def destroy(self, request, pk=None):
+        album_delete(album=self._album(pk))
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+    @action(detail=True, methods=["get", "post"], pagination_class=KeysetPagination)
+    def media(self, request, pk=None):
+        """GET: the album's visible media, newest first, with the total. POST {"add", "remove"}."""
+        album = self._album(pk)
+        if request.method == "POST":
+            change = MediaIdsChangeSerializer(data=request.data)
+            change.is_valid(raise_exception=True)
+            album_change_media(album=album, **change.validated_data)
+            return Response(self._one(album.pk))
+        qs = with_relations(Media.objects.visible_to(request.user).filter(albums=album)).defer("exif", "details")
+        page = self.paginate_queryset(qs)
+        return self.get_paginated_response(MediaSerializer(page, many=True).data)
