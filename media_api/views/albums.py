@@ -12,6 +12,7 @@ from rest_framework import status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
+from gallery.exceptions import NotFound
 from gallery.models import Album, Media, Variant
 from gallery.services.library import album_change_media, album_create, album_delete, album_update, favourites_for
 from media_api.pagination import KeysetPagination
@@ -48,18 +49,25 @@ def with_covers(albums: list[Album]) -> list[Album]:
     return albums
 
 
+def album_pk(raw) -> int:
+    """An album id from the URL; anything else (not a number, past bigint) is the same 404."""
+    text = str(raw)
+    if not (text.isascii() and text.isdigit() and len(text) <= 18):
+        raise NotFound("no such album")
+    return int(text)
+
+
 class AlbumViewSet(viewsets.GenericViewSet):
     serializer_class = AlbumSerializer
-    lookup_value_regex = "[0-9]{1,18}"  # anything else (not a number, past bigint) is the router's 404
 
     def get_queryset(self):
         return albums_for(self.request.user)
 
     def _album(self, pk) -> Album:
-        return get_object_or_404(Album.objects.filter(owner=self.request.user), pk=pk)
+        return get_object_or_404(Album.objects.filter(owner=self.request.user), pk=album_pk(pk))
 
     def _one(self, pk) -> dict:
-        return AlbumSerializer(with_covers([get_object_or_404(self.get_queryset(), pk=pk)])[0]).data
+        return AlbumSerializer(with_covers([get_object_or_404(self.get_queryset(), pk=album_pk(pk))])[0]).data
 
     def list(self, request):
         favourites_for(user=request.user)  # every user has one, made on first use
