@@ -23,7 +23,7 @@ from media_api.serializers import (
     MediaIdsChangeSerializer,
     MediaSerializer,
 )
-from media_api.views.media import with_relations
+from media_api.views.media import attach_relations
 
 
 def albums_for(user):
@@ -103,6 +103,6 @@ class AlbumViewSet(viewsets.GenericViewSet):
             change.is_valid(raise_exception=True)
             album_change_media(album=album, **change.validated_data)
             return Response(self._one(album.pk))
-        qs = with_relations(Media.objects.visible_to(request.user).filter(albums=album)).defer("exif", "details")
-        page = self.paginate_queryset(qs)
+        qs = Media.objects.visible_to(request.user).filter(albums=album).select_related("owner")
+        page = attach_relations(self.paginate_queryset(qs.defer("exif", "details")))
         return self.get_paginated_response(MediaSerializer(page, many=True).data)

@@ -12,15 +12,15 @@ from gallery.models import KindUsage, Media
 from gallery.services.trash import trash_empty, trash_restore
 from media_api.pagination import KeysetPagination
 from media_api.serializers import MediaIdsSerializer, MediaSerializer
-from media_api.views.media import with_relations
+from media_api.views.media import WithRelations
 
 
-class TrashViewSet(viewsets.GenericViewSet):
+class TrashViewSet(WithRelations, viewsets.GenericViewSet):
     serializer_class = MediaSerializer
     pagination_class = KeysetPagination
 
     def get_queryset(self):
-        return with_relations(Media.objects.trashed_for(self.request.user)).defer("exif", "details")
+        return Media.objects.trashed_for(self.request.user).select_related("owner").defer("exif", "details")
 
     def count_for(self, queryset) -> int:
         rows = KindUsage.objects.filter(owner=self.request.user, place=KindUsage.Place.TRASH)

@@ -95,3 +95,20 @@ def test_processing_moves_the_day_counter_of_an_unedited_photo(alice, alice_api,
     assert counters_exact(alice)
     buckets = alice_api.get("/api/v1/timeline/buckets/").json()["buckets"]
     assert buckets == [{"bucket": media.taken_day.strftime("%Y-%m"), "count": 1}]
+
+
+def test_the_direct_media_json_is_the_generic_serializers(alice, alice_api, upload, corpus, make_media):
+    from media_api.serializers import MediaSerializer
+    from media_api.views.media import attach_relations
+
+    photo = upload(alice_api, corpus / "jpg" / "gps" / "DSCN0010.jpg").json()
+    doc = make_media(alice)[0]
+    alice_api.post(f"/api/v1/media/{photo['id']}/favourite")
+    alice_api.post("/api/v1/tags/bulk", {"media": [photo["id"]], "add": ["b", "A"]}, format="json")
+    alice_api.patch(f"/api/v1/media/{doc.pk}/", {"description": "d"}, format="json")
+    alice_api.delete(f"/api/v1/media/{doc.pk}/")
+    for media in attach_relations(list(Media.objects.select_related("owner").filter(owner=alice))):
+        serializer = MediaSerializer()
+        assert serializer.to_representation(media) == serializer.generic_representation(media)
+        assert list(serializer.to_representation(media)) == list(serializer.generic_representation(media))
+        assert media.variant_list or media.pk == doc.pk
