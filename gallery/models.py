@@ -109,6 +109,13 @@ class MediaQuerySet(models.QuerySet):
     def timeline(self) -> MediaQuerySet:
         return self.order_by("-taken_at", "-id")
 
+    def hidden_from_library(self) -> MediaQuerySet:
+        """Rows visible_to leaves out of every owner's library (trashed or in the vault): its
+        complement among an owner's rows, so a count over a set of members is "all of them
+        minus these" through a small partial index (media_hidden), not a read of each row.
+        Keep it the exact complement of visible_to's filter."""
+        return self.filter(Q(trashed_at__isnull=False) | Q(in_vault=True))
+
     def trashed_for(self, user) -> MediaQuerySet:
         """The owner's trash (what DELETE moved there; vault items are never listed here)."""
         return self.owned_by(user).filter(trashed_at__isnull=False, in_vault=False)
@@ -206,6 +213,7 @@ class Media(models.Model):
             models.Index(fields=["owner", "-taken_at", "-id"], name="media_trash",
                          condition=Q(trashed_at__isnull=False)),
             models.Index(fields=["trashed_at"], name="media_trashed_at", condition=Q(trashed_at__isnull=False)),
+            models.Index(fields=["owner", "id"], name="media_hidden", condition=Q(trashed_at__isnull=False) | Q(in_vault=True)),
             models.Index(fields=["owner", "sha256"], name="media_owner_sha256"),
             models.Index(fields=["status"], name="media_status"),
         ]

@@ -126,6 +126,10 @@ class Migration(migrations.Migration):
             model_name='media',
             index=models.Index(condition=models.Q(('trashed_at__isnull', False)), fields=['trashed_at'], name='media_trashed_at'),
         ),
+        migrations.AddIndex(
+            model_name='media',
+            index=models.Index(condition=models.Q(('trashed_at__isnull', False), ('in_vault', True), _connector='OR'), fields=['owner', 'id'], name='media_hidden'),
+        ),
         migrations.RunPython(tag_keys, migrations.RunPython.noop),
         migrations.AddConstraint(
             model_name='tag',

@@ -26,16 +26,26 @@ from media_api.serializers import (
 from media_api.views.media import attach_relations
 
 
+def member_count(album_ref, user) -> Coalesce:
+    """How many visible media an album holds: its members minus those visible_to leaves out
+    (Media.objects.hidden_from_library, a small partial index), so a 10,000-item album is
+    counted from two index ranges, not 10,000 row reads. Albums only ever hold their owner's
+    media (gallery.services.library resolves every id through visible_ids)."""
+    through = Album.media.through
+    members = through.objects.filter(album=album_ref).order_by().values("album")
+    hidden = members.filter(media__in=Media.objects.owned_by(user).hidden_from_library().values("pk"))
+    total = Subquery(members.annotate(n=Count("pk")).values("n"))
+    return Coalesce(total, 0) - Coalesce(Subquery(hidden.annotate(n=Count("pk")).values("n")), 0)
+
+
 def albums_for(user):
     """The user's albums with `count` and `cover_pk` (chosen cover if still a visible member,
     else the newest visible member), Favourites first, then the newest albums."""
-    visible = Media.objects.visible_to(user)
-    members = visible.filter(albums=OuterRef("pk"))
-    count = members.order_by().values("albums").annotate(n=Count("pk")).values("n")
+    members = Media.objects.visible_to(user).filter(albums=OuterRef("pk"))
     chosen = members.filter(pk=OuterRef("cover_id")).values("pk")[:1]
     newest = members.order_by("-taken_at", "-id").values("pk")[:1]
     return (Album.objects.filter(owner=user)
-            .annotate(count=Coalesce(Subquery(count), 0), cover_pk=Coalesce(Subquery(chosen), Subquery(newest)))
+            .annotate(count=member_count(OuterRef("pk"), user), cover_pk=Coalesce(Subquery(chosen), Subquery(newest)))
             .order_by("-is_favourites", "-created_at", "-id"))
 
 
@@ -103,6 +113,16 @@ class AlbumViewSet(viewsets.GenericViewSet):
             change.is_valid(raise_exception=True)
             album_change_media(album=album, **change.validated_data)
             return Response(self._one(album.pk))
-        qs = Media.objects.visible_to(request.user).filter(albums=album).select_related("owner")
-        page = attach_relations(self.paginate_queryset(qs.defer("exif", "details")))
+        self.album = album
+        # Keyset over (taken_at, id) on the light rows first: the walk down the library's
+        # timeline index stays index-only; then the page's hundred full rows by id.
+        light = Media.objects.visible_to(request.user).filter(albums=album).only("id", "taken_at")
+        keys = [m.pk for m in self.paginate_queryset(light)]
+        full = Media.objects.visible_to(request.user).select_related("owner").defer("exif", "details").in_bulk(keys)
+        page = attach_relations([full[pk] for pk in keys if pk in full])
         return self.get_paginated_response(MediaSerializer(page, many=True).data)
+
+    def count_for(self, queryset) -> int:
+        """An album page's total (see member_count)."""
+        counted = Album.objects.filter(pk=self.album.pk).annotate(n=member_count(self.album.pk, self.request.user))
+        return counted.values_list("n", flat=True)[0]
