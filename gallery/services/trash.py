@@ -104,11 +104,12 @@ def _purge_batch(*, ids: Iterable[uuid.UUID], cutoff: datetime) -> int:
         counts[0] += 1
         counts[1] += m.size
         freed[m.owner_id] += m.size
+    # The user rows before the counters, the order media_record takes them in (no deadlock).
+    for owner_id, size in sorted(freed.items(), key=lambda item: str(item[0])):
+        User.objects.filter(pk=owner_id).update(used_bytes=F("used_bytes") - size)
     for (owner_id, kind, place), (count, size) in sorted(usage.items(), key=lambda item: str(item[0])):
         KindUsage.objects.filter(owner_id=owner_id, kind=kind, place=place).update(
             count=F("count") - count, bytes=F("bytes") - size)
-    for owner_id, size in sorted(freed.items(), key=lambda item: str(item[0])):
-        User.objects.filter(pk=owner_id).update(used_bytes=F("used_bytes") - size)
     Album.objects.filter(cover_id__in=pks).update(cover=None)
     Media.objects.filter(pk__in=pks).delete()  # variants, album and tag links cascade
     transaction.on_commit(lambda: _delete_blobs(keys))
