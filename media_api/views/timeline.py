@@ -8,6 +8,8 @@ library's size. The items of a bucket: GET /api/v1/media/?bucket=2024-05 (or 202
 
 from __future__ import annotations
 
+from django.db.models import Sum
+from django.db.models.functions import TruncMonth
 from rest_framework.decorators import api_view
 from rest_framework.response import Response
 
@@ -19,11 +21,12 @@ from media_api.serializers import BucketQuerySerializer
 def buckets(request):
     query = BucketQuerySerializer(data=request.query_params)
     query.is_valid(raise_exception=True)
-    days = (TimelineDay.objects.filter(owner=request.user, count__gt=0).order_by("-day")
-            .values_list("day", "count"))
-    by_month = query.validated_data["size"] == "month"
-    found: dict[str, int] = {}
-    for day, count in days:
-        key = f"{day.year:04d}-{day.month:02d}" if by_month else day.isoformat()
-        found[key] = found.get(key, 0) + count
-    return Response({"buckets": [{"bucket": key, "count": n} for key, n in found.items()]})
+    days = TimelineDay.objects.filter(owner=request.user, count__gt=0)
+    if query.validated_data["size"] == "day":
+        rows = days.order_by("-day").values_list("day", "count")
+        return Response({"buckets": [{"bucket": day.isoformat(), "count": n} for day, n in rows]})
+    # Months summed by the database: a tenth of the day rows cross into Python.
+    months = (days.annotate(month=TruncMonth("day")).values("month").annotate(n=Sum("count"))
+              .order_by("-month").values_list("month", "n"))
+    return Response({"buckets": [{"bucket": f"{month.year:04d}-{month.month:02d}", "count": n}
+                                 for month, n in months]})
