@@ -7,7 +7,7 @@ from typing import Any
 
 from gallery.jobs import job, periodic
 from gallery.processing import pipeline as processing
-from gallery.services import changes
+from gallery.services import changes, exports, trash
 from gallery.uploads import cleanup
 from gallery.uploads import direct as direct_uploads
 
@@ -39,8 +39,29 @@ def uploads_cleanup() -> None:
         log.info("uploads cleanup: %s", report)
 
 
+def _export_failed(payload: dict[str, Any], error: str) -> None:
+    exports.export_mark_failed(export_id=payload["export_id"], error=f"building the export failed: {error}")
+
+
+@job("export_build", on_failure=_export_failed)
+def export_build(*, export_id: str) -> None:
+    exports.export_build(export_id=export_id)
+
+
+@periodic("exports_prune", every_seconds=3600)
+def exports_prune() -> None:
+    exports.exports_prune()
+
+
 @periodic("sync_prune", every_seconds=6 * 3600)
 def sync_prune() -> None:
     removed = changes.changes_prune()
     if removed:
         log.info("sync: forgot %d tombstones older than SYNC_TOMBSTONE_DAYS", removed)
+
+
+@periodic("trash_purge", every_seconds=3600)
+def trash_purge() -> None:
+    purged = trash.trash_purge()
+    if purged:
+        log.info("trash purge: %s media deleted for good", purged)
