@@ -65,6 +65,8 @@ with transaction.atomic():
                                taken_at=start + timedelta(seconds=rng.randrange(0, 10 * 365 * 86400)),
                                taken_at_offset_minutes=60, taken_at_estimated=False, width=model.width,
                                height=model.height, original_key=model.original_key))
+        for m in batch:
+            m.set_capture_day(user.time_zone)
         Media.objects.bulk_create(batch)
         Variant.objects.bulk_create([
             Variant(media=m, level=v.level, width=v.width, height=v.height, size=v.size, content_type=v.content_type,
@@ -78,6 +80,13 @@ with transaction.atomic(), connection.cursor() as cursor:
         ELSE 'library' END AS place, COUNT(*), SUM(size) FROM gallery_media GROUP BY 1, 2, 3\"\"\")
     cursor.execute("UPDATE gallery_user SET used_bytes = COALESCE((SELECT SUM(size) FROM gallery_media "
                    "WHERE owner_id = gallery_user.id), 0)")
+# The timeline's day counters, as the services keep them for every row.
+from collections import Counter
+from gallery.services.timeline import timeline_add
+from gallery.models import TimelineDay
+TimelineDay.objects.filter(owner=user).delete()
+for day, count in Counter(Media.objects.filter(owner=user).values_list("taken_day", flat=True)).items():
+    timeline_add(owner_id=user.pk, day=day, count=count)
 print(Media.objects.filter(owner=user).count())
 """
 
@@ -105,7 +114,7 @@ def base_env(data_dir: Path) -> dict:
 
 def seed(items: int) -> dict:
     """The instance's data dir, seeded once per item count (kept between runs of the bench)."""
-    data_dir = WORK / f"data-{items}"
+    data_dir = WORK / f"data-{items}-v2"  # v2: with the timeline's day counters
     env = base_env(data_dir)
     if (data_dir / "seeded").exists():
         manage(env, "migrate", "--noinput")  # as `make run` does: the code may have moved on since the seeding

@@ -36,6 +36,16 @@ def ingest(owner, path: Path, name: str | None = None):
         return media_ingest(owner=owner, stream=fh, size=path.stat().st_size, filename=name or path.name).media
 
 
+def set_taken(media, when: datetime, offset_hours: int) -> None:
+    """A capture time as its owner would set it (PATCH taken_at): the timeline's counters follow."""
+    from datetime import timedelta, timezone
+
+    from gallery.services.edits import media_edit
+
+    media.refresh_from_db()
+    media_edit(media=media, taken_at=when.astimezone(timezone(timedelta(hours=offset_hours))))
+
+
 class Browsing:
     """A logged-in page that records console errors and CSP violations."""
 
@@ -157,14 +167,15 @@ def test_photos_timeline_days_in_local_capture_time_justified_levels_and_lightbo
 
     # 22:30 UTC on 11 May is 00:30 on the 12th where it was taken (+02:00): the 12th, in every browser zone.
     late, portrait, third = library
-    Media.objects.filter(pk=late.pk).update(taken_at=datetime(2024, 5, 11, 22, 30, tzinfo=UTC), taken_at_offset_minutes=120)
-    Media.objects.filter(pk=portrait.pk).update(taken_at=datetime(2024, 5, 11, 9, 0, tzinfo=UTC), taken_at_offset_minutes=120)
-    Media.objects.filter(pk=third.pk).update(taken_at=datetime(2023, 12, 31, 12, 0, tzinfo=UTC), taken_at_offset_minutes=0)
+    set_taken(late, datetime(2024, 5, 11, 22, 30, tzinfo=UTC), 2)
+    set_taken(portrait, datetime(2024, 5, 11, 9, 0, tzinfo=UTC), 2)
+    set_taken(third, datetime(2023, 12, 31, 12, 0, tzinfo=UTC), 0)
     tab = Browsing(browser, server, "alice", timezone_id="America/Los_Angeles", device_scale_factor=2)
     page = tab.page
     tab.open("/")
     page.wait_for_selector("#timeline .tile.loaded")
-    headings = page.locator("#timeline h2, #timeline h3").all_inner_texts()
+    headings = page.evaluate("""() => [...document.querySelectorAll('#timeline h2, #timeline h3')]
+        .sort((a, b) => a.getBoundingClientRect().top - b.getBoundingClientRect().top).map(h => h.textContent.trim())""")
     assert headings == ["May 2024", "Sunday 12 May 2024", "Saturday 11 May 2024", "December 2023",
                         "Sunday 31 December 2023"], headings
     # Justified: every tile keeps its picture's aspect ratio; the level fits the tile at DPR 2.
@@ -180,7 +191,7 @@ def test_photos_timeline_days_in_local_capture_time_justified_levels_and_lightbo
         assert tile["nw"] >= min(tile["w"] * 2 - 1, 1080) or tile["full"].endswith("/6/"), tile
         assert not tile["full"].endswith("/1/")
     # Keyboard: a tile opens the lightbox, arrows step, Esc closes and focus returns.
-    page.locator("#timeline .tile").first.focus()
+    page.locator(f'#timeline .tile[data-id="{late.pk}"]').focus()  # the newest: the first of the timeline
     page.keyboard.press("Enter")
     dialog = page.get_by_role("dialog")
     dialog.wait_for()
@@ -210,7 +221,7 @@ def test_selection_ranges_select_a_day_and_trash(server, alice, library, browser
     from gallery.models import Media
 
     for i, media in enumerate(library):
-        Media.objects.filter(pk=media.pk).update(taken_at=datetime(2024, 5, 12, 10 + i, tzinfo=UTC), taken_at_offset_minutes=0)
+        set_taken(media, datetime(2024, 5, 12, 10 + i, tzinfo=UTC), 0)
     tab = Browsing(browser, server, "alice")
     page = tab.page
     tab.open("/")
@@ -242,23 +253,30 @@ def test_selection_ranges_select_a_day_and_trash(server, alice, library, browser
 def test_a_hundred_thousand_items_need_no_more_than_a_few_thousand_nodes(server, alice, library, browser):
     """Windowing: 3,000 items scrolled through from top to bottom never have more than 3,000
     elements in the document (the grid keeps the rows near the viewport only)."""
+    from collections import Counter
+
     from django.db import transaction
 
-    from gallery.models import Media, Variant
+    from gallery.models import KindUsage, Media, Variant
+    from gallery.services.timeline import timeline_add
 
     model = Media.objects.prefetch_related("variants").get(pk=library[0].pk)
+    rows = [Media(owner=alice, kind="image", original_filename=f"IMG_{i:05d}.jpg", content_type="image/jpeg", size=1000,
+                  sha256=f"{i:064x}", status="ready", taken_at_offset_minutes=0, width=model.width, height=model.height,
+                  original_key=model.original_key,
+                  taken_at=datetime(2010 + i // 336, 1 + i // 28 % 12, 1 + i % 28, 12, tzinfo=UTC))
+            for i in range(3000)]
+    for row in rows:
+        row.set_capture_day(alice.time_zone)
     with transaction.atomic():
-        rows = Media.objects.bulk_create([
-            Media(owner=alice, kind="image", original_filename=f"IMG_{i:05d}.jpg", content_type="image/jpeg", size=1000,
-                  sha256=f"{i:064x}", status="ready", taken_at=datetime(2020, 1, 1, tzinfo=UTC).replace(day=1 + i % 28, month=1 + i // 28 % 12, year=2010 + i // 336),
-                  taken_at_offset_minutes=0, width=model.width, height=model.height, original_key=model.original_key)
-            for i in range(3000)])
+        Media.objects.bulk_create(rows)
         Variant.objects.bulk_create([Variant(media=m, level=v.level, width=v.width, height=v.height, size=v.size,
                                              content_type=v.content_type, storage_key=v.storage_key)
                                      for m in rows for v in model.variants.all()])
-    from gallery.models import KindUsage
-
-    KindUsage.objects.filter(owner=alice, kind="image", place="library").update(count=3003)
+        # The counters the services keep for every row (usage by kind, the timeline's days).
+        for day, count in Counter(row.taken_day for row in rows).items():
+            timeline_add(owner_id=alice.pk, day=day, count=count)
+        KindUsage.objects.filter(owner=alice, kind="image", place="library").update(count=3003)
     tab = Browsing(browser, server, "alice", viewport={"width": 1280, "height": 800})
     page = tab.page
     tab.open("/")
