@@ -86,15 +86,24 @@ async def test_one_hop_one_thread_persistent_connection_and_a_fixed_number_of_qu
     connection_created.connect(on_open)
     try:
         path = f"/m/{photo.token}/3s/"
-        await asgi_get(app, path, {"authorization": f"Bearer {raw}"})  # records the key's first use
+        # The key's first use: the express lane hands it to the lean door, which records it
+        # (the lane's hop, then the lean door's two: the response, then its close).
+        await asgi_get(app, path, {"authorization": f"Bearer {raw}"})
+        assert len(submitted) == 3
         for _ in range(5):
             before, hops = len(queries), len(submitted)
             status, headers, body = await asgi_get(app, path, {"authorization": f"Bearer {raw}"})
             assert status == 200 and headers["content-type"] == "image/webp" and body
-            # Two trips from the event loop, whatever the middleware: the response, then its
-            # close (request_finished, in the thread that holds the connection).
-            assert len(submitted) - hops == 2
-            assert len(queries) - before == 2, queries[before:]  # the key with its user, then the variant
+            # The express lane: one trip from the event loop, two reads (the key with its
+            # user's is_active, then the variant through the visibility rule).
+            assert len(submitted) - hops == 1
+            assert len(queries) - before == 2, queries[before:]
+            assert "gallery_apikey" in queries[before] and "gallery_variant" in queries[before + 1]
+        # A Range goes to the lean door, which still answers it with the credential's queries.
+        before, hops = len(queries), len(submitted)
+        status, _, body = await asgi_get(app, path, {"authorization": f"Bearer {raw}", "range": "bytes=0-9"})
+        assert status == 206 and len(body) == 10
+        assert len(submitted) - hops == 2 and len(queries) - before == 2
     finally:
         connection_created.disconnect(on_open)
         real_submit(lambda: (connection.execute_wrappers.remove(count), connection.close())).result()
