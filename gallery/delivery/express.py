@@ -40,6 +40,7 @@ import hmac
 import io
 import json
 import logging
+import sqlite3
 import threading
 import uuid
 from collections.abc import Callable
@@ -52,6 +53,7 @@ from django.contrib.auth.backends import ModelBackend
 from django.contrib.sessions.backends.db import SessionStore as DbSessionStore
 from django.core.handlers.asgi import ASGIRequest
 from django.db import DEFAULT_DB_ALIAS, connections
+from django.db.backends.sqlite3.base import FORMAT_QMARK_REGEX
 from django.http import HttpResponse
 from django.http.cookie import parse_cookie
 from django.http.request import split_domain_port, validate_host
@@ -71,6 +73,8 @@ log = logging.getLogger(__name__)
 
 # Larger variants (level 6, video plays) are streamed by the lean door in chunks.
 EXPRESS_MAX_BYTES = 256 * 1024
+# What the event loop may read itself (from the page cache, like nginx without aio): grid tiles.
+INLINE_MAX_BYTES = 64 * 1024
 # The middleware this lane was checked against: another one in MIDDLEWARE turns it off.
 KNOWN_MIDDLEWARE = (
     "gallery.web.security.ProxyHeadersMiddleware",
@@ -92,6 +96,7 @@ _DELEGATED = frozenset({b"range", b"if-range", b"if-match", b"if-none-match", b"
                         b"if-unmodified-since"})
 _WATCHED = frozenset({b"host", b"cookie", b"authorization", b"x-forwarded-proto"})
 _CACHE_LIMIT = 4096
+Answer = tuple[list[tuple[bytes, bytes]], bytes]
 
 
 @dataclass(frozen=True)
@@ -124,6 +129,7 @@ class CompiledQuery:
         preps = (lambda v: v, str, lambda v: v.hex if isinstance(v, uuid.UUID) else None,
                  lambda v: connection.ops.adapt_datetimefield_value(v) if isinstance(v, datetime) else None)
         self.sql, self.constants, self.slots = sql, list(first), []
+        self.sql_qmark = FORMAT_QMARK_REGEX.sub("?", sql).replace("%%", "%")
         for index, (a, b) in enumerate(zip(first, second)):
             if a == b:
                 continue
@@ -142,6 +148,11 @@ class CompiledQuery:
     def rows(self, cursor, *arguments) -> list[tuple]:
         cursor.execute(self.sql, self.params(*arguments))
         return cursor.fetchall()
+
+    def rows_here(self, connection: sqlite3.Connection, *arguments) -> list[tuple]:
+        """The same on a plain sqlite3 connection (qmark placeholders, as Django's SQLite cursor
+        converts them)."""
+        return connection.execute(self.sql_qmark, self.params(*arguments)).fetchall()
 
 
 def _sample_user(pk: uuid.UUID) -> User:
@@ -197,6 +208,9 @@ class Express:
         self._targets: dict[tuple, tuple] = {}
         self._middleware_headers: dict[bool, list[tuple[bytes, bytes]] | None] = {}
         self.cookie_name = settings.SESSION_COOKIE_NAME
+        name = str(connections[DEFAULT_DB_ALIAS].settings_dict["NAME"])
+        self.inline = connections[DEFAULT_DB_ALIAS].vendor == "sqlite" and "memory" not in name and settings.DELIVERY_INLINE
+        self._local = threading.local()
 
     @staticmethod
     def _reason_off() -> str:
@@ -263,7 +277,7 @@ class Express:
         return allowed
 
     # --- In a delivery thread: authorize, read, answer --------------------------------------
-    def answer(self, ask: Ask) -> tuple[list[tuple[bytes, bytes]], bytes] | None:
+    def answer(self, ask: Ask) -> Answer | None:
         """(headers, body) of the 200, or None for the lean door to answer."""
         connection = connections[DEFAULT_DB_ALIAS]
         try:
@@ -272,27 +286,8 @@ class Express:
             if queries is None or extra is None:
                 return None
             with connection.cursor() as cursor:
-                user_id = (self._api_key_user(cursor, queries, ask.api_key) if ask.api_key
-                           else self._session_user(cursor, queries, ask.session_key))
-                if user_id is None:
-                    return None
-                rows = queries["variant"].rows(cursor, user_id, ask.token, ask.level)
-            if not rows:
-                return None
-            target = self._target(rows[0])
-            if target is None:
-                return None
-            path, size, headers = target
-            body = b""
-            if not ask.head:
-                with open(path, "rb") as fh:
-                    body = fh.read(size + 1)
-                if len(body) != size:
-                    return None
-            headers = headers + extra
-            if ask.api_key is None:
-                headers = headers + [(b"Vary", b"Cookie")]
-            return headers, body
+                target = self._decide(lambda name, *args: queries[name].rows(cursor, *args), ask)
+            return self._respond(ask, target, extra, EXPRESS_MAX_BYTES) if target else None
         except Exception:
             log.debug("express lane: handing over to the lean door", exc_info=True)
             if connection.connection is not None and (connection.errors_occurred or not connection.is_usable()):
@@ -303,6 +298,55 @@ class Express:
                 connection.close()  # a pooled connection goes back between requests
             elif connection.connection is not None:
                 connection.close_at = None  # kept, as the lean door keeps its threads' connections
+
+    # --- On the event loop, SQLite only: the same without the hop ----------------------------
+    def answer_here(self, ask: Ask) -> Answer | None:
+        """The same answer on the event loop's own read-only SQLite connection, which never waits
+        for a lock (busy timeout 0) and reads files up to INLINE_MAX_BYTES; None when it cannot
+        (not compiled yet, busy, refused, larger): then `answer` runs in a delivery thread."""
+        queries, extra = self._compiled, self._middleware_headers.get(ask.secure)
+        if not self.inline or not queries or extra is None:
+            return None
+        try:
+            connection = self._loop_connection()
+            target = self._decide(lambda name, *args: queries[name].rows_here(connection, *args), ask)
+            return self._respond(ask, target, extra, INLINE_MAX_BYTES) if target else None
+        except Exception:
+            log.debug("express lane: handing over to a delivery thread", exc_info=True)
+            self._local.__dict__.pop("sqlite", None)
+            return None
+
+    def _loop_connection(self) -> sqlite3.Connection:
+        connection = getattr(self._local, "sqlite", None)
+        if connection is None:
+            name = connections[DEFAULT_DB_ALIAS].settings_dict["NAME"]
+            connection = sqlite3.connect(name, timeout=0, isolation_level=None)
+            connection.execute("PRAGMA query_only = ON")
+            self._local.sqlite = connection
+        return connection
+
+    def _decide(self, rows: Callable, ask: Ask) -> tuple | None:
+        user_id = (self._api_key_user(rows, ask.api_key) if ask.api_key else self._session_user(rows, ask.session_key))
+        if user_id is None:
+            return None
+        found = rows("variant", user_id, ask.token, ask.level)
+        return self._target(found[0]) if found else None
+
+    @staticmethod
+    def _respond(ask: Ask, target: tuple, extra: list, limit: int) -> Answer | None:
+        path, size, headers = target
+        if size > limit:
+            return None
+        body = b""
+        if not ask.head:
+            with open(path, "rb") as fh:
+                body = fh.read(size + 1)
+            if len(body) != size:
+                return None
+        headers = headers + extra
+        if ask.api_key is None:
+            headers = headers + [(b"Vary", b"Cookie")]
+        return headers, body
 
     def _queries(self) -> dict[str, CompiledQuery] | None:
         if self._compiled is None:
@@ -319,21 +363,23 @@ class Express:
                                                                       ("sessionB", times[1]))),
                             "user": CompiledQuery(_user_query, ((users[0],), (users[1],))),
                         }
+                        for secure in (False, True):
+                            self._middleware(secure)
                     except Exception as exc:
                         self.reason_off = f"the visibility rule cannot be compiled to one query ({exc!r})"
                         log.warning("express lane for /m/ off: %s", self.reason_off)
                         self._compiled = {}
         return self._compiled or None
 
-    def _api_key_user(self, cursor, queries: dict, raw: str) -> uuid.UUID | None:
+    def _api_key_user(self, rows: Callable, raw: str) -> uuid.UUID | None:
         # As gallery.services.accounts.apikey_authenticate and gallery.auth.authenticate.
         prefix = raw[len(KEY_PREFIX):].split("_", 1)[0]
         if len(prefix) != 8 or any(c not in "0123456789abcdef" for c in prefix):
             return None
-        rows = queries["api_key"].rows(cursor, prefix)
-        if not rows:
+        found = rows("api_key", prefix)
+        if not found:
             return None
-        hashed, scopes, last_used, user_id, active = rows[0]
+        hashed, scopes, last_used, user_id, active = found[0]
         if not hmac.compare_digest(hashed, hashlib.sha256(raw.encode()).hexdigest()) or not active:
             return None
         last_used = _aware(last_used)
@@ -345,17 +391,17 @@ class Express:
             return None
         return user_id if isinstance(user_id, uuid.UUID) else uuid.UUID(user_id)
 
-    def _session_user(self, cursor, queries: dict, session_key: str) -> uuid.UUID | None:
+    def _session_user(self, rows: Callable, session_key: str) -> uuid.UUID | None:
         # As SessionMiddleware, django.contrib.auth.get_user and DRF's SessionAuthentication.
-        rows = queries["session"].rows(cursor, session_key, datetime.now(UTC))
-        if not rows:
+        found = rows("session", session_key, datetime.now(UTC))
+        if not found:
             return None
-        data = self._sessions.get(rows[0][0])
+        data = self._sessions.get(found[0][0])
         if data is None:
-            data = DbSessionStore().decode(rows[0][0])
+            data = DbSessionStore().decode(found[0][0])
             if len(self._sessions) >= _CACHE_LIMIT:
                 self._sessions.clear()
-            self._sessions[rows[0][0]] = data
+            self._sessions[found[0][0]] = data
         try:
             user_id = User._meta.pk.to_python(data[SESSION_KEY])
             backend_path = data[BACKEND_SESSION_KEY]
@@ -366,10 +412,10 @@ class Express:
             return None
         if not _loads_user_by_pk(load_backend(backend_path)):
             return None
-        rows = queries["user"].rows(cursor, user_id)
-        if not rows or not rows[0][1]:
+        found = rows("user", user_id)
+        if not found or not found[0][1]:
             return None
-        password = rows[0][0]
+        password = found[0][0]
         expected = self._auth_hashes.get(password)
         if expected is None:
             expected = User(password=password).get_session_auth_hash()
@@ -386,7 +432,7 @@ class Express:
         if cached is not None:
             return cached
         key, size, content_type, created_at = row
-        if not key or size > EXPRESS_MAX_BYTES:
+        if not key:
             return None
         rep = ranges.Representation(size=size, etag=f'"{key_digest(key, size)}"', last_modified=_aware(created_at),
                                     content_type=safe_served_type(content_type))

@@ -93,7 +93,9 @@ class DeliveryApp:
         match = _PATH.match(scope["path"])
         ask = self.express.ask(scope, match["token"], match["level"]) if match else None
         if ask is not None:
-            answer = await asyncio.get_running_loop().run_in_executor(self.pool, self.express.answer, ask)
+            answer = self.express.answer_here(ask)
+            if answer is None:
+                answer = await asyncio.get_running_loop().run_in_executor(self.pool, self.express.answer, ask)
             if answer is not None:
                 headers, body = answer
                 await send({"type": "http.response.start", "status": 200, "headers": headers})

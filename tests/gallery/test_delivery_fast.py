@@ -64,9 +64,10 @@ def test_only_get_and_head_of_delivery_urls_take_the_lean_door():
     assert not fast.handles({**scope, "type": "websocket"})
 
 
-async def test_one_hop_one_thread_persistent_connection_and_a_fixed_number_of_queries(alice, photo):
+async def test_one_hop_one_thread_persistent_connection_and_a_fixed_number_of_queries(alice, photo, settings):
     from asgiref.sync import sync_to_async
 
+    settings.DELIVERY_INLINE = False  # the lane in a thread, as on PostgreSQL (inline: the next test)
     _, raw = await sync_to_async(apikey_create)(user=alice, name="k", scopes=["media.read"])
     app = fast.DeliveryApp(threads=1)
     submitted = []
@@ -110,6 +111,33 @@ async def test_one_hop_one_thread_persistent_connection_and_a_fixed_number_of_qu
         app.pool.shutdown()
     assert len(threads) == 1
     assert len(opened) <= 1  # opened once (or before the test), then kept
+
+
+async def test_on_sqlite_the_lane_runs_on_the_event_loop_with_no_hop_and_two_reads(alice, photo):
+    from asgiref.sync import sync_to_async
+
+    from gallery.models import ApiKey
+
+    key, raw = await sync_to_async(apikey_create)(user=alice, name="k", scopes=["media.read"])
+    await sync_to_async(ApiKey.objects.filter(pk=key.pk).update)(last_used_at=timezone.now())
+    app = fast.DeliveryApp(threads=1)
+    if not app.express.inline:
+        pytest.skip("the event loop's own connection is for SQLite")
+    submitted, queries = [], []
+    real_submit = app.pool.submit
+    app.pool.submit = lambda *a, **k: submitted.append(a[0]) or real_submit(*a, **k)
+    path, headers = f"/m/{photo.token}/3s/", {"authorization": f"Bearer {raw}"}
+    try:
+        assert (await asgi_get(app, path, headers))[0] == 200  # the first compiles the queries, in a thread
+        app.express._loop_connection().set_trace_callback(queries.append)
+        for _ in range(5):
+            before, hops = len(queries), len(submitted)
+            status, _, body = await asgi_get(app, path, headers)
+            assert status == 200 and body
+            assert len(submitted) == hops  # no trip to a thread at all
+            assert len(queries) - before == 2 and "gallery_apikey" in queries[before], queries[before:]
+    finally:
+        app.pool.shutdown()
 
 
 async def test_the_lean_door_answers_like_the_full_stack(alice, charlie, photo):
