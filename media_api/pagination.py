@@ -82,7 +82,9 @@ class KeysetPagination(BasePagination):
 
     def _link(self, direction: str, row) -> str:
         url = self.request.build_absolute_uri()
-        return replace_query_param(url, CURSOR_PARAM, encode_cursor(direction, row.taken_at, row.pk))
+        # A row is a model object, or a dict from values() (the media list's page).
+        taken_at, pk = (row["taken_at"], row["id"]) if isinstance(row, dict) else (row.taken_at, row.pk)
+        return replace_query_param(url, CURSOR_PARAM, encode_cursor(direction, taken_at, pk))
 
     def get_next_link(self) -> str | None:
         return self._link("n", self.rows[-1]) if self.has_next and self.rows else None
