@@ -14,7 +14,7 @@ from gallery.processing.filetypes import clean_media_type
 # What the JSON shows of a variant; views load only these.
 VARIANT_FIELDS = ("id", "media_id", "level", "width", "height", "size", "content_type")
 # The same as plain values, for a page of the list (values_list: no model objects).
-VARIANT_VALUES = ("media_id", "level", "width", "height", "size", "content_type")
+VARIANT_VALUES = ("media__token", "level", "width", "height", "size", "content_type")
 # The media columns MediaSerializer's fields read, as values() names.
 MEDIA_VALUES = (
     "id", "kind", "status", "error", "original_filename", "content_type", "size", "sha256", "taken_at",
@@ -77,7 +77,7 @@ class MediaSerializer(serializers.ModelSerializer):
             return super().to_representation(media)
         row = {name: getattr(media, name) for name in MEDIA_VALUES[:-1]}
         row["owner__time_zone"] = media.owner.time_zone
-        return media_values_json(row, ((v.level, v.width, v.height, v.size, v.content_type)
+        return media_values_json(row, ((media.token, v.level, v.width, v.height, v.size, v.content_type)
                                        for v in media.variants.all()))
 
 
@@ -111,8 +111,8 @@ class _Row(dict):
 
 
 def media_values_json(row: dict, variants: Iterable[tuple]) -> dict:
-    """MediaSerializer's JSON of one media from its MEDIA_VALUES and (level, width, height,
-    size, content_type) of each variant."""
+    """MediaSerializer's JSON of one media from its MEDIA_VALUES and the VARIANT_VALUES of each
+    variant (token, level, width, height, size, content_type)."""
     media = _Row(row)
     place = Media.place.fget(media)
     pattern = _media_file_pattern()
@@ -130,7 +130,7 @@ def media_values_json(row: dict, variants: Iterable[tuple]) -> dict:
         "camera": Media.camera.fget(media),
         "variants": {level: {"url": pattern.format(token=token, level=level), "width": width, "height": height,
                              "size": size, "content_type": content_type}
-                     for level, width, height, size, content_type in variants},
+                     for _, level, width, height, size, content_type in variants},
         "original_url": pattern.format(token=token, level="0"),
         "created_at": _datetime.to_representation(row["created_at"]),
         "trashed_at": _datetime.to_representation(row["trashed_at"]),

@@ -56,10 +56,12 @@ class MediaViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Dest
             return super().list(request, *args, **kwargs)
         queryset = self.filter_queryset(self.get_queryset())
         rows = self.paginate_queryset(queryset.values(*MEDIA_VALUES))
-        variants: dict = {row["id"]: [] for row in rows}
-        for media_id, *variant in Variant.objects.filter(media_id__in=list(variants)).values_list(*VARIANT_VALUES):
-            variants[media_id].append(variant)
-        return self.get_paginated_response([media_values_json(row, variants[row["id"]]) for row in rows])
+        # Grouped by token (a string: no UUID object made per variant).
+        variants: dict = {row["token"]: [] for row in rows}
+        found = Variant.objects.filter(media_id__in=[row["id"] for row in rows]).values_list(*VARIANT_VALUES)
+        for variant in found:
+            variants[variant[0]].append(variant)
+        return self.get_paginated_response([media_values_json(row, variants[row["token"]]) for row in rows])
 
     def count_for(self, queryset) -> int:
         """The list's total: the counters for the library or one kind (no scan); a lookup by
