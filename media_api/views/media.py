@@ -13,6 +13,7 @@ from gallery.models import Media, Variant
 from gallery.services.media import media_delete, media_ingest, media_rotate_token
 from media_api.body_gate import multipart_quota_check
 from media_api.pagination import KeysetPagination
+from media_api.renderers import FastJSONRenderer
 from media_api.serializers import (
     MEDIA_VALUES,
     VARIANT_FIELDS,
@@ -30,6 +31,7 @@ class MediaViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Dest
                    viewsets.GenericViewSet):
     serializer_class = MediaSerializer
     pagination_class = KeysetPagination
+    renderer_classes = [FastJSONRenderer]
 
     def get_queryset(self):
         # The one visibility rule, for every action: list, retrieve, delete, rotate-token.

@@ -70,3 +70,15 @@ def test_a_field_it_was_not_taught_goes_back_to_drf(alice, shapes, alice_api, mo
     assert not values_supported()
     item = alice_api.get("/api/v1/media/?page_size=10").json()["results"][0]
     assert "trashed_at" not in item and "variants" in item
+
+
+def test_the_fast_renderer_writes_what_drf_writes():
+    from decimal import Decimal
+
+    from rest_framework.renderers import JSONRenderer
+
+    from media_api.renderers import FastJSONRenderer
+
+    for data in ({"name": "été 📷 \u2028\u2029 \"q\" \\", "n": [1, 2.5, None, True], "d": {"x": ""}},
+                 {"fallback": Decimal("1.5")}, [], {}):
+        assert FastJSONRenderer().render(data) == JSONRenderer().render(data)
