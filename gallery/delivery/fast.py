@@ -131,3 +131,7 @@ def _persist_connections() -> None:
     for conn in connections.all(initialized_only=True):
         if getattr(conn, "pool", None) is None:
             conn.close_at = None
+        elif conn.connection is not None and not conn.in_atomic_block:
+            # Back to the pool now: the close hop may land on another of the pool's threads,
+            # and this one would hold the connection until its next request.
+            conn.close()

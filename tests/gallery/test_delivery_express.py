@@ -267,3 +267,23 @@ def test_two_processes_refuse_at_once(alice, photo, tmp_path):  # noqa: F811
             server.terminate()
         for server in servers:
             server.wait(10)
+
+
+@pytest.mark.skipif(not settings.DATABASES["default"].get("OPTIONS", {}).get("pool"),
+                    reason="psycopg's pool: DATABASE_POOL=true with PostgreSQL")
+def test_with_the_pool_every_request_gives_its_connection_back(alice, charlie, photo, app):  # noqa: F811
+    from django.db import connection
+
+    def available() -> int:
+        return connection.pool.get_stats().get("pool_available", 0)
+
+    path = f"/m/{photo.token}/3s/"
+    key, stranger = key_of(alice), key_of(charlie)
+    call(app, path, key)
+    before = available()
+    # The lane, its refusals (the lean door's 404), anonymous calls and ranges (the lean door):
+    # whichever of the door's threads runs a request or its close, none keeps a connection.
+    for headers in (key, session_of(alice, "alice-password"), stranger, {}, {**key, "range": "bytes=0-3"}):
+        for _ in range(4):
+            call(app, path, headers)
+        assert available() == before, headers
