@@ -17,7 +17,12 @@ This ASGI app serves GET and HEAD of /m/<token>/<level>/ with the same parts, fe
   then its close), whose database connections persist between requests (closed when they
   fail, as close_old_connections does);
 - Django's own ASGI response sending (streamed bodies, async iterators).
-Anything else goes to the full Django application.
+Before any of that, the express lane (gallery.delivery.express) is offered the request: a
+plain GET/HEAD of a small variant with a session or an API key is decided on plain values
+(the same checks, the visibility rule compiled once by the ORM) and answered in one message,
+on SQLite from the event loop itself, otherwise in one hop; whatever it does not answer,
+refusals included, continues here. Anything that is not GET/HEAD of /m/ goes to the full
+Django application.
 """
 
 from __future__ import annotations
