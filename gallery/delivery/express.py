@@ -313,7 +313,9 @@ class Express:
             return self._respond(ask, target, extra, INLINE_MAX_BYTES) if target else None
         except Exception:
             log.debug("express lane: handing over to a delivery thread", exc_info=True)
-            self._local.__dict__.pop("sqlite", None)
+            broken = self._local.__dict__.pop("sqlite", None)  # a new one next time
+            if broken is not None:
+                broken.close()
             return None
 
     def _loop_connection(self) -> sqlite3.Connection:
@@ -366,7 +368,8 @@ class Express:
                         for secure in (False, True):
                             self._middleware(secure)
                     except Exception as exc:
-                        self.reason_off = f"the visibility rule cannot be compiled to one query ({exc!r})"
+                        self.reason_off = f"the visibility rule cannot be compiled to one query, or the middleware's " \
+                                          f"headers cannot be learned ({exc!r})"
                         log.warning("express lane for /m/ off: %s", self.reason_off)
                         self._compiled = {}
         return self._compiled or None
