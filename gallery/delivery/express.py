@@ -62,7 +62,8 @@ from mozilla_django_oidc.auth import OIDCAuthenticationBackend
 
 from gallery.auth import READ, READ_WRITE
 from gallery.delivery import ranges
-from gallery.delivery.views import SANDBOX_CSP, VARIANT_CACHE_CONTROL, key_digest
+from gallery.delivery.views import SANDBOX_CSP, VARIANT_CACHE_CONTROL
+from gallery.delivery.views import _key_digest as key_digest  # the ETag of a variant, as views computes it
 from gallery.models import ApiKey, Media, User, Variant
 from gallery.processing.filetypes import safe_served_type
 from gallery.services.accounts import KEY_PREFIX

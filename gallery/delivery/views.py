@@ -103,13 +103,13 @@ def find_target(request: HttpRequest, token: str, level: str) -> Target | None:
     if variant is None:
         if not media.original_key or media.status == Media.Status.UPLOADING:
             return None
-        etag = media.sha256[:32] if media.sha256 else key_digest(media.original_key, media.size)
+        etag = media.sha256[:32] if media.sha256 else _key_digest(media.original_key, media.size)
         rep = ranges.Representation(size=media.size, etag=f'"{etag}"', last_modified=media.updated_at,
                                     content_type=media.content_type or "application/octet-stream")
         return Target(media.original_key, str(media.owner_id), rep, media.original_filename, mode)
     if not variant.storage_key:
         return None
-    rep = ranges.Representation(size=variant.size, etag=f'"{key_digest(variant.storage_key, variant.size)}"',
+    rep = ranges.Representation(size=variant.size, etag=f'"{_key_digest(variant.storage_key, variant.size)}"',
                                 last_modified=variant.created_at, content_type=variant.content_type)
     return Target(variant.storage_key, str(media.owner_id), rep, None, mode)
 
@@ -124,7 +124,7 @@ def delivery_mode(media: Media) -> str:
     return mode
 
 
-def key_digest(key: str, size: int) -> str:
+def _key_digest(key: str, size: int) -> str:
     # Stored keys are immutable, so key and size identify the bytes.
     return hashlib.sha256(f"{key}\0{size}".encode()).hexdigest()[:32]
 
