@@ -3,7 +3,7 @@ from __future__ import annotations
 from django.urls import path, re_path
 from rest_framework.routers import SimpleRouter
 
-from media_api.views import account, media, tus, uploads
+from media_api.views import account, media, search, tus, uploads
 
 router = SimpleRouter()
 router.register("media", media.MediaViewSet, basename="media")
@@ -11,6 +11,7 @@ router.register("media", media.MediaViewSet, basename="media")
 urlpatterns = [
     path("me/", account.me, name="me"),
     path("usage/", account.usage, name="usage"),
+    path("search/", search.search, name="search"),
     # Before the router, whose media/<pk>/ would take "exists".
     re_path(r"^media/exists/?$", media.media_exists, name="media-exists"),
     # tus: the collection and the upload URLs, with or without a trailing slash.

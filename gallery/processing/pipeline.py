@@ -24,7 +24,7 @@ from django.core.files.base import ContentFile, File
 from django.db import transaction
 from django.utils import timezone
 
-from gallery import events
+from gallery import events, signals
 from gallery.models import Media, Variant, zone_named
 from gallery.storage import is_s3, media_storage, variant_key
 
@@ -249,6 +249,7 @@ def media_process(*, media_id: uuid.UUID | str) -> None:
                   "details": {**media.details, **outcome.details}, "updated_at": timezone.now()}
         fields = without_nul(fields)
         Media.objects.filter(pk=media.pk).update(**fields)
+        signals.media_changed.send(sender=Media, media_ids=[media.pk])  # search follows (after commit)
         events.send_after_commit(media.owner_id, "media.ready", media_id=str(media.pk))
 
 
