@@ -41,7 +41,7 @@ class _Pending:
         self.ids: set[str] = set()
 
     def __call__(self) -> None:
-        enqueue_index(self.ids)
+        _enqueue_safely(self.ids)
 
 
 def media_changed(media_ids: Iterable[Any]) -> None:
@@ -58,9 +58,9 @@ def media_changed(media_ids: Iterable[Any]) -> None:
         if isinstance(func, _Pending):
             func.ids |= ids
             return
-    pending = _Pending()
+    pending = _Pending()  # it never raises: an error is logged, the commit stands
     pending.ids |= ids
-    transaction.on_commit(pending, robust=True)
+    transaction.on_commit(pending)
 
 
 def _enqueue_safely(ids: set[str]) -> None:
@@ -106,8 +106,9 @@ def reindex(*, user_id: Any = None, backend: SearchBackend | None = None,
     was not seen. `progress(done, total)` follows it. Returns how many were indexed."""
     backend = backend or get_backend()
     backend.setup()
-    # Whatever is written from now on is newer than this; a second earlier for clock steps.
-    started = datetime.fromtimestamp(time.time() - 1, tz=UTC)
+    # Whatever is written from now on is newer than this. (A job that indexed a media just
+    # before stays: the rows read below say the same, or a later job follows their change.)
+    started = datetime.fromtimestamp(time.time(), tz=UTC)
     rows = Media.objects.filter(trashed_at__isnull=True, in_vault=False)
     if user_id is not None:
         rows = rows.filter(owner_id=user_id)
