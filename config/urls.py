@@ -20,5 +20,6 @@ urlpatterns = [
     path("api/v1/", include("media_api.urls")),
     # Tokens are URL-safe base64 and levels short names: anything else is 404 before a query.
     re_path(r"^m/(?P<token>[A-Za-z0-9_-]{1,64})/(?P<level>[0-9a-z]{1,8})/$", delivery.serve_media, name="media-file"),
+    path("search/", include("search.urls")),
     path("", include("gallery.web.urls")),
 ]
