@@ -143,12 +143,13 @@ def id_key(media_id: Any) -> int:
     return uuid.UUID(str(media_id)).int >> 75
 
 
-def build_document(media: Media, *, tags: Iterable[str], albums: Iterable[Album],
+def build_document(media: Media, *, tags: Iterable[str], albums: Iterable[tuple[int, str]],
                    favourites_album_id: int | None) -> Document:
-    """The document of one media (owner loaded for its time zone); a pure function of its inputs."""
+    """The document of one media (owner loaded for its time zone) with its tag names and its
+    albums as (id, title); a pure function of its inputs."""
     local = media.taken_at_local()
-    album_list = sorted(albums, key=lambda a: a.pk)
-    album_ids = [a.pk for a in album_list]
+    album_list = sorted(set(albums))
+    album_ids = [album_id for album_id, _ in album_list]
     doc: Document = {
         "id": str(media.pk),
         "owner": str(media.owner_id),
@@ -174,7 +175,8 @@ def build_document(media: Media, *, tags: Iterable[str], albums: Iterable[Album]
         "lens": str((media.details or {}).get("lens") or "")[:200],
         "tags": sorted(set(tags)),
         "albums": album_ids,
-        "album_titles": [a.title for a in album_list if not a.is_favourites],
+        # Favourites is a flag (`favourite`), not words.
+        "album_titles": [title for album_id, title in album_list if album_id != favourites_album_id],
         "favourite": favourites_album_id is not None and favourites_album_id in album_ids,
         # Media.description arrives with the library issue; until then there is none.
         "description": str(getattr(media, "description", "") or ""),
@@ -208,22 +210,30 @@ def documents_for(media_ids: Iterable[Any]) -> tuple[list[Document], list[str]]:
     """Documents of these media that are indexable, and the ids to remove from the index
     (deleted, trashed or in the vault). Reads in a constant number of queries."""
     wanted = {str(i) for i in media_ids}
-    rows = list(
-        Media.objects.filter(pk__in=wanted).select_related("owner")
-        .prefetch_related("tags", "albums")
-    )
+    rows = list(Media.objects.filter(pk__in=wanted).select_related("owner").defer("exif"))
     return documents_from(rows, wanted)
 
 
 def documents_from(rows: list[Media], wanted: set[str] | None = None) -> tuple[list[Document], list[str]]:
-    """Documents of loaded media (tags, albums and owner prefetched); see documents_for."""
-    owners = {m.owner_id for m in rows}
-    favourites = dict(Album.objects.filter(owner_id__in=owners, is_favourites=True).values_list("owner_id", "pk"))
+    """Documents of loaded media (owner selected); see documents_for. Tags and albums are read
+    as plain values in two queries (model instances for them cost more than the rest)."""
+    ids = [m.pk for m in rows if indexable(m)]
+    tags: dict[Any, list[str]] = {}
+    for media_id, name in Media.tags.through.objects.filter(media_id__in=ids).values_list("media_id", "tag__name"):
+        tags.setdefault(media_id, []).append(name)
+    albums: dict[Any, list[tuple[int, str]]] = {}
+    favourites: dict[Any, int] = {}
+    for media_id, album_id, title, is_favourites, owner_id in Album.media.through.objects.filter(
+            media_id__in=ids).values_list("media_id", "album_id", "album__title", "album__is_favourites",
+                                          "album__owner_id"):
+        albums.setdefault(media_id, []).append((album_id, title))
+        if is_favourites:
+            favourites[owner_id] = album_id
     docs: list[Document] = []
     gone = set(wanted or ())
     for media in rows:
         if indexable(media):
             gone.discard(str(media.pk))
-            docs.append(build_document(media, tags=[t.name for t in media.tags.all()], albums=media.albums.all(),
+            docs.append(build_document(media, tags=tags.get(media.pk, []), albums=albums.get(media.pk, []),
                                        favourites_album_id=favourites.get(media.owner_id)))
     return docs, sorted(gone)

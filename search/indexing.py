@@ -117,7 +117,7 @@ def reindex(*, user_id: Any = None, backend: SearchBackend | None = None,
     if progress:
         progress(0, total)
     while True:
-        batch_qs = rows.order_by("pk").select_related("owner").prefetch_related("tags", "albums")
+        batch_qs = rows.order_by("pk").select_related("owner").defer("exif")
         if last is not None:
             batch_qs = batch_qs.filter(pk__gt=last)
         batch = list(batch_qs[:REINDEX_BATCH])
