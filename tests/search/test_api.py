@@ -9,6 +9,8 @@ from datetime import UTC, datetime
 import pytest
 from django.core.management import CommandError, call_command
 from django.utils import timezone
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from rest_framework.test import APIClient
 
 from gallery.models import Media
@@ -136,3 +138,24 @@ def test_health_reports_the_backend_and_its_lag(client, settings, alice):
     search = body["checks"]["search"]
     assert search["ok"] is True and search["backend"] == "db"
     assert search["pending_jobs"] == 1 and search["lag_seconds"] >= 0 and search["failed_jobs"] == 0
+
+
+VALUES = st.one_of(
+    st.text(max_size=30),
+    st.integers(-10**20, 10**20).map(str),
+    st.sampled_from(["", "²", "١٢", "1e3", "nan", "inf", "-0", "9" * 40, "2019-02-29", "2020-02-29", "0,0,0",
+                     "91,0,1", "1,2,3", "image", "true", "relevance", "-taken_at", "kind,year", "\x00", "%", "_",
+                     '"', "'", "*", "&", "|", "!", ":*", "NEAR(a b)", "a OR b", "\\"]),
+)
+NAMES = st.sampled_from(["q", "kind", "year", "month", "day", "country", "city", "camera", "tag", "album",
+                         "favourite", "from", "to", "near", "facets", "sort", "page_size", "cursor", "other"])
+
+
+@given(params=st.lists(st.tuples(NAMES, VALUES), max_size=6))
+@settings(derandomize=True, max_examples=150, deadline=None, database=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+def test_fuzzed_parameters_are_never_a_5xx(alice_api, params):
+    response = alice_api.get("/api/v1/search/", params)
+    assert response.status_code in (200, 400), (params, response.content[:300])
+    if response.status_code == 400:
+        assert response.json()["error"] == "invalid" and response.json()["detail"]
