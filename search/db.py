@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from typing import Any, Iterable
 
 from django.db import connection, transaction
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Q, QuerySet
 from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
@@ -162,26 +162,43 @@ class DatabaseBackend:
             qs = qs.extra(where=where, params=params)
         return qs
 
-    def facet_counts(self, base: QuerySet, names: Iterable[str]) -> dict[str, dict[str, int]]:
-        facets: dict[str, dict[str, int]] = {}
+    def count_and_facets(self, base: QuerySet, names: Iterable[str]) -> tuple[int, dict[str, dict[str, int]]]:
+        """The exact count and each facet's counts in one statement: the matching entries once
+        (a materialized CTE), then one GROUP BY per facet over them (tags and albums joined by
+        their entry index), at most MAX_FACET_VALUES values each, largest counts first."""
+        names = list(names)
+        if not names:
+            return base.count(), {}
+        columns = sorted({COLUMNS[n] for n in names if n in COLUMNS})
+        inner, params = base.values_list("id", *columns).query.sql_with_params()
+        parts = ["SELECT '' AS facet, NULL AS value, COUNT(*) AS n FROM b"]
         for name in names:
-            if name in ("tag", "album"):
-                # Joined from the entries (their extra WHERE names the entry table), grouped by value;
-                # the group of entries without any (NULL) is dropped.
-                column = "tags__name" if name == "tag" else "albums__album_id"
-                rows = base.values_list(column).annotate(n=Count("id")).order_by("-n", column)
-                rows = [(value, n) for value, n in rows[:MAX_FACET_VALUES + 1] if value is not None]
+            if name == "tag":
+                grouped = ("SELECT t.name AS raw, COUNT(*) AS n FROM b JOIN search_searchtag t ON t.entry_id = b.id "
+                           "GROUP BY t.name")
+            elif name == "album":
+                grouped = ("SELECT a.album_id AS raw, COUNT(*) AS n FROM b JOIN search_searchalbum a "
+                           "ON a.entry_id = b.id GROUP BY a.album_id")
             else:
                 column = COLUMNS[name]
-                grouped = base.exclude(**{column: ""}) if name in ("country", "city", "camera") else base
-                rows = grouped.values_list(column).annotate(n=Count("id")).order_by("-n", column)
-            facets[name] = {str(value): n for value, n in rows[:MAX_FACET_VALUES]}
-        return facets
+                where = f" WHERE b.{column} <> ''" if name in ("country", "city", "camera") else ""
+                grouped = f"SELECT b.{column} AS raw, COUNT(*) AS n FROM b{where} GROUP BY b.{column}"
+            parts.append(f"SELECT '{name}' AS facet, CAST(g.raw AS TEXT) AS value, g.n FROM "
+                         f"(SELECT * FROM ({grouped}) h ORDER BY n DESC, raw LIMIT {MAX_FACET_VALUES}) g")
+        sql = f"WITH b AS MATERIALIZED ({inner}) " + " UNION ALL ".join(parts)
+        count, facets = 0, {name: {} for name in names}
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            for facet, value, n in cursor.fetchall():
+                if facet:
+                    facets[facet][value] = n
+                else:
+                    count = n
+        return count, facets
 
     def search(self, query: SearchQuery, *, owner_id: str) -> SearchResult:
         base = self.base(query, owner_id=owner_id)
-        count = base.count()
-        facets = self.facet_counts(base, query.facets)
+        count, facets = self.count_and_facets(base, query.facets)
         size = query.page_size
         if query.sort == "relevance":
             offset = query.cursor.offset if query.cursor else 0
