@@ -178,8 +178,8 @@ def build_document(media: Media, *, tags: Iterable[str], albums: Iterable[tuple[
         # Favourites is a flag (`favourite`), not words.
         "album_titles": [title for album_id, title in album_list if album_id != favourites_album_id],
         "favourite": favourites_album_id is not None and favourites_album_id in album_ids,
-        # Media.description arrives with the library issue; until then there is none.
-        "description": str(getattr(media, "description", "") or ""),
+        # A description field (the library issue), else what the file's metadata said.
+        "description": str(getattr(media, "description", "") or (media.details or {}).get("description") or "")[:5000],
     }
     if media.latitude is not None and media.longitude is not None:
         doc["_geo"] = {"lat": media.latitude, "lng": media.longitude}

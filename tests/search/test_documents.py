@@ -57,7 +57,7 @@ def test_document_of_a_photo(alice):
     media = make_media(alice, "IMG_20190704_181503.jpg", datetime(2019, 7, 4, 16, 15, 3, tzinfo=UTC), offset=120,
                        place_city="Paris", place_region="Île-de-France", place_country="France",
                        camera_make="Canon", camera_model="Canon EOS 40D", latitude=48.85, longitude=2.35,
-                       details={"lens": "EF-S 18-55mm"})
+                       details={"lens": "EF-S 18-55mm", "description": "Fireworks over the Seine"})
     album = Album.objects.create(owner=alice, title="Summer")
     favourites = favourites_for(user=alice)
     doc = build_document(media, tags=["beach", "beach", "sea"], albums=[(favourites.pk, favourites.title), (album.pk, album.title)],
@@ -75,10 +75,10 @@ def test_document_of_a_photo(alice):
     assert doc["albums"] == sorted([album.pk, favourites.pk]) and doc["album_titles"] == ["Summer"]
     assert doc["favourite"] is True
     assert doc["_geo"] == {"lat": 48.85, "lng": 2.35}
-    assert doc["description"] == getattr(media, "description", "")
+    assert doc["description"] == (getattr(media, "description", "") or "Fireworks over the Seine")
     found = searchable_words(doc)
     for word in ("img", "20190704", "jpg", "beach", "summer", "paris", "ile", "france", "canon", "eos", "40d",
-                 "july", "thursday", "2019", "image", "18", "55mm"):
+                 "july", "thursday", "2019", "image", "18", "55mm", "fireworks", "seine"):
         assert word in found, word
     assert "favourites" not in found
 
