@@ -176,3 +176,17 @@ def test_a_failing_queue_never_fails_the_change(queued, alice, monkeypatch):
     with transaction.atomic():
         media = make_media(alice, "IMG_3.jpg", datetime(2019, 7, 4, 12, tzinfo=UTC))
     assert Media.objects.filter(pk=media.pk).exists()
+
+
+@pytest.mark.django_db(transaction=False)
+def test_an_upload_is_searchable_once_processed(alice_api, upload, corpus):
+    """The real path: upload, processing (EXIF, place, camera; inline jobs), then a search."""
+    response = upload(alice_api, corpus / "jpg" / "gps" / "DSCN0025.jpg")
+    assert response.status_code == 201
+    media = Media.objects.get(pk=response.json()["id"])
+    assert media.status == Media.Status.READY and media.place_city and media.camera_make
+    entry_row = entry(media)
+    assert entry_row.city == media.place_city and entry_row.camera == media.camera
+    body = alice_api.get(f"/api/v1/search/?q={media.place_city}&camera={media.camera}").json()
+    assert [r["id"] for r in body["results"]] == [str(media.pk)]
+    assert alice_api.get("/api/v1/search/?q=dscn0025").json()["count"] == 1
