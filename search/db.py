@@ -104,7 +104,8 @@ class DatabaseBackend:
             taken_at=datetime.fromtimestamp(d["taken_at_us"] / 1_000_000, tz=UTC),
             taken_at_us=d["taken_at_us"], date=d["date"], year=d["year"], month=d["month"], day=d["day"],
             weekday=d["weekday"], country=d["country"][:200], region=d["region"][:200], city=d["city"][:200],
-            camera=d["camera"][:200], favourite=d["favourite"], latitude=d.get("_geo", {}).get("lat"),
+            camera=d["camera"][:200], favourite=d["favourite"], tag_names=[t[:100] for t in d["tags"]],
+            album_ids=list(d["albums"]), latitude=d.get("_geo", {}).get("lat"),
             longitude=d.get("_geo", {}).get("lng"), indexed_at=now,
         ) for d in docs]
         fields = [f.name for f in SearchEntry._meta.concrete_fields if f.name not in ("id", "media")]
@@ -169,16 +170,18 @@ class DatabaseBackend:
         names = list(names)
         if not names:
             return base.count(), {}
-        columns = sorted({COLUMNS[n] for n in names if n in COLUMNS})
+        columns = sorted({COLUMNS[n] for n in names if n in COLUMNS}
+                         | {"tag_names" for n in names if n == "tag"} | {"album_ids" for n in names if n == "album"})
         inner, params = base.values_list("id", *columns).query.sql_with_params()
         parts = ["SELECT '' AS facet, NULL AS value, COUNT(*) AS n FROM b"]
         for name in names:
-            if name == "tag":
-                grouped = ("SELECT t.name AS raw, COUNT(*) AS n FROM b JOIN search_searchtag t ON t.entry_id = b.id "
-                           "GROUP BY t.name")
-            elif name == "album":
-                grouped = ("SELECT a.album_id AS raw, COUNT(*) AS n FROM b JOIN search_searchalbum a "
-                           "ON a.entry_id = b.id GROUP BY a.album_id")
+            if name in ("tag", "album"):
+                column = "tag_names" if name == "tag" else "album_ids"
+                if connection.vendor == "postgresql":
+                    grouped = (f"SELECT v AS raw, COUNT(*) AS n FROM b, jsonb_array_elements_text(b.{column}) AS v "
+                               "GROUP BY v")
+                else:
+                    grouped = f"SELECT j.value AS raw, COUNT(*) AS n FROM b, json_each(b.{column}) AS j GROUP BY j.value"
             else:
                 column = COLUMNS[name]
                 where = f" WHERE b.{column} <> ''" if name in ("country", "city", "camera") else ""
