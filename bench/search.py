@@ -216,7 +216,7 @@ def seed(opts, mark: str) -> None:
                     now.isoformat())) + "\n")
                 for t in media_tags:
                     tag_row += 1
-                    stag_lines.append(f"{tag_row}\t{entry_id}\t{user.pk}\t{t}\n")
+                    stag_lines.append(f"{tag_row}\t{entry_id}\t{user.pk}\t{t}\t{kind}\t{doc['year']}\n")
                 for a in media_albums:
                     album_row += 1
                     salbum_lines.append(f"{album_row}\t{entry_id}\t{user.pk}\t{a.pk}\n")
@@ -226,7 +226,7 @@ def seed(opts, mark: str) -> None:
                         ("COPY gallery_media_tags (media_id, tag_id) FROM STDIN", tag_lines),
                         ("COPY gallery_album_media (album_id, media_id) FROM STDIN", album_lines),
                         (f"COPY search_searchentry ({', '.join(ENTRY_COLUMNS)}) FROM STDIN", entry_lines),
-                        ("COPY search_searchtag (id, entry_id, owner_id, name) FROM STDIN", stag_lines),
+                        ("COPY search_searchtag (id, entry_id, owner_id, name, kind, year) FROM STDIN", stag_lines),
                         ("COPY search_searchalbum (id, entry_id, owner_id, album_id) FROM STDIN", salbum_lines)):
                     if lines:
                         with cur.copy(statement) as copy:

@@ -114,7 +114,8 @@ class DatabaseBackend:
         entry_of = {str(media_id): entry_id for media_id, entry_id in ids.items()}
         SearchTag.objects.filter(entry_id__in=entry_of.values()).delete()
         SearchAlbum.objects.filter(entry_id__in=entry_of.values()).delete()
-        SearchTag.objects.bulk_create([SearchTag(entry_id=entry_of[d["id"]], owner_id=d["owner"], name=t[:100])
+        SearchTag.objects.bulk_create([SearchTag(entry_id=entry_of[d["id"]], owner_id=d["owner"], name=t[:100],
+                                                 kind=d["kind"], year=d["year"])
                                        for d in docs for t in d["tags"]])
         SearchAlbum.objects.bulk_create([SearchAlbum(entry_id=entry_of[d["id"]], owner_id=d["owner"], album_id=a)
                                          for d in docs for a in d["albums"]])
@@ -137,7 +138,13 @@ class DatabaseBackend:
         qs = SearchEntry.objects.filter(owner_id=owner_id)
         for name, values in query.filters.items():
             if name == "tag":
-                qs = qs.filter(id__in=SearchTag.objects.filter(owner_id=owner_id, name__in=values).values("entry_id"))
+                tagged = SearchTag.objects.filter(owner_id=owner_id, name__in=values)
+                # The tag rows repeat their entry's kind and year: "kind + year + tag" is one range
+                # of the tag index (the entries are still asked too, which keeps pages ordered).
+                for column in ("kind", "year"):
+                    if column in query.filters:
+                        tagged = tagged.filter(**{f"{column}__in": query.filters[column]})
+                qs = qs.filter(id__in=tagged.values("entry_id"))
             elif name == "album":
                 qs = qs.filter(id__in=SearchAlbum.objects.filter(owner_id=owner_id, album_id__in=values)
                                .values("entry_id"))

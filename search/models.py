@@ -72,10 +72,13 @@ class SearchTag(models.Model):
     entry = models.ForeignKey(SearchEntry, on_delete=models.CASCADE, related_name="tags")
     owner_id = models.UUIDField()
     name = models.CharField(max_length=100)
+    # The entry's kind and year again: "kind + year + tag" is one range of this index.
+    kind = models.CharField(max_length=16)
+    year = models.SmallIntegerField()
 
     class Meta:
         indexes = [
-            models.Index(fields=["owner_id", "name", "entry"], name="search_tag_owner_name"),
+            models.Index(fields=["owner_id", "name", "kind", "year", "entry"], name="search_tag_owner_name"),
             models.Index(fields=["entry", "name"], name="search_tag_entry"),
         ]
 
