@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from typing import Any, Iterable
 
 from django.db import connection, transaction
-from django.db.models import Q, QuerySet
+from django.db.models import BigIntegerField, ExpressionWrapper, F, Q, QuerySet
 from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
@@ -31,6 +31,7 @@ TABLE = SearchEntry._meta.db_table
 COLUMNS = {"kind": "kind", "year": "year", "month": "month", "day": "day", "country": "country",
            "city": "city", "camera": "camera", "favourite": "favourite"}
 BATCH = 500
+SORT_MATCHES_BELOW = 10_000  # see DatabaseBackend.search
 
 
 def _alternatives(term: str) -> list[str]:
@@ -224,7 +225,14 @@ class DatabaseBackend:
             t, last = query.cursor.taken_at_us, query.cursor.media_id
             page = page.filter(Q(taken_at_us__lt=t) | Q(taken_at_us=t, media_id__lt=last) if newest_first
                                else Q(taken_at_us__gt=t) | Q(taken_at_us=t, media_id__gt=last))
-        order = ("-taken_at_us", "-media_id") if newest_first else ("taken_at_us", "media_id")
+        when: Any = F("taken_at_us")
+        if count <= SORT_MATCHES_BELOW:
+            # Few matches: read them all (through the word and filter indexes) and sort them.
+            # Walking the time index instead can pass a great many rows that do not match when
+            # the matches sit far from its start ("january" in a year read from December).
+            # With many matches the walk finds a page soon; the count decides.
+            when = ExpressionWrapper(F("taken_at_us") + 0, output_field=BigIntegerField())
+        order = (when.desc(), F("media_id").desc()) if newest_first else (when.asc(), F("media_id").asc())
         rows = list(page.order_by(*order).values_list("media_id", "taken_at_us")[:size + 1])
         more = len(rows) > size
         rows = rows[:size]
