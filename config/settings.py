@@ -349,6 +349,7 @@ VIDEO_TRANSCODE = env_bool("VIDEO_TRANSCODE", False)
 SEARCH_BACKEND = env_choice("SEARCH_BACKEND", "db", ("db", "meilisearch"))
 MEILISEARCH_URL = env_str("MEILISEARCH_URL")
 MEILISEARCH_API_KEY = env_str("MEILISEARCH_API_KEY")
+MEILISEARCH_INDEX = env_str("MEILISEARCH_INDEX", "media")
 if SEARCH_BACKEND == "meilisearch" and not MEILISEARCH_URL:
     raise ImproperlyConfigured("MEILISEARCH_URL is required when SEARCH_BACKEND=meilisearch")
 

@@ -25,5 +25,6 @@ urlpatterns = [
     re_path(r"^m/(?P<token>[A-Za-z0-9_-]{1,64})/(?P<level>[0-9a-z]{1,8})/$", delivery.serve_media, name="media-file"),
     re_path(r"^s/(?P<share_token>[A-Za-z0-9_-]{1,64})/m/(?P<token>[A-Za-z0-9_-]{1,64})/(?P<level>[0-9a-z]{1,8})/$",
             delivery.serve_shared_media, name="share-file"),
+    path("search/", include("search.urls")),
     path("", include("gallery.web.urls")),
 ]

@@ -3,7 +3,21 @@ from __future__ import annotations
 from django.urls import path, re_path
 from rest_framework.routers import SimpleRouter
 
-from media_api.views import account, albums, export, keys, media, shares, sync, tags, timeline, trash, tus, uploads
+from media_api.views import (
+                             account,
+                             albums,
+                             export,
+                             keys,
+                             media,
+                             search,
+                             shares,
+                             sync,
+                             tags,
+                             timeline,
+                             trash,
+                             tus,
+                             uploads,
+)
 
 router = SimpleRouter()
 router.register("media", media.MediaViewSet, basename="media")
@@ -20,6 +34,7 @@ urlpatterns = [
     path("shared/<str:token>/", shares.shared, name="shared"),
     path("shared/<str:token>/unlock", shares.shared_unlock, name="shared-unlock"),
     path("shared/<str:token>/unlock/", shares.shared_unlock),
+    path("search/", search.search, name="search"),
     # Before the router, whose media/<pk>/ would take "exists".
     re_path(r"^media/exists/?$", media.media_exists, name="media-exists"),
     # The router's route has the slash; the documented one has none.

@@ -324,7 +324,7 @@ def media_process(*, media_id: uuid.UUID | str) -> None:
         Media.objects.filter(pk=media.pk).update(**fields)
         if outcome.tags:
             media_tags_from_metadata(media=media, names=outcome.tags)
-        media_changed(owner_id=media.owner_id, media_ids=[media.pk])
+        media_changed(owner_id=media.owner_id, media_ids=[media.pk])  # phones and search follow
         events.send_after_commit(media.owner_id, "media.ready", media_id=str(media.pk))
 
 

@@ -35,6 +35,7 @@ from django.db.models import Max, QuerySet
 from django.db.models.functions import Greatest
 from django.utils import timezone
 
+from gallery import signals
 from gallery.exceptions import FullSyncRequired
 from gallery.models import Media, MediaChange, SyncClock
 
@@ -54,6 +55,8 @@ def media_changed(*, owner_id: uuid.UUID | str, media_ids: Iterable[uuid.UUID | 
                             changed_at=now) for i, media_id in enumerate(ids)]
         MediaChange.objects.bulk_create(rows, update_conflicts=True, unique_fields=["media_id"],
                                         update_fields=["owner", "seq", "deleted", "changed_at"])
+    # The same news for other apps (search follows it; gallery never imports them).
+    signals.media_changed.send(sender=Media, media_ids=ids)
 
 
 def _take_numbers(owner_id: uuid.UUID | str, count: int) -> int:

@@ -13,7 +13,6 @@ urlpatterns = [
     path("info/<uuid:media_id>/", views.info, name="info"),
     path("albums/", views.albums, name="albums"),
     path("albums/<str:album_id>/", views.album, name="album"),
-    path("search/", views.search, name="search"),
     path("map/", views.map_page, name="map"),
     path("shares/", views.shares, name="shares"),
     path("trash/", views.trash, name="trash"),

@@ -167,11 +167,6 @@ vault = _page("gallery/vault.html", "vault")
 
 
 @login_required
-def search(request):
-    return render(request, "gallery/search.html", {"nav": "search", "search_query": request.GET.get("q", "")})
-
-
-@login_required
 def info(request, media_id):
     """The lightbox's information panel for one media (date, place, camera, exposure, size)."""
     media = get_object_or_404(Media.objects.visible_to(request.user).select_related("owner"), pk=media_id)

@@ -456,3 +456,26 @@ def test_share_from_the_lightbox_open_signed_out_then_revoke_on_the_shares_page(
     stranger.close()
     assert not tab.problems, tab.problems
     tab.close()
+
+
+def test_search_page_chips_narrow_and_results_open_in_the_lightbox(server, alice, library, browser):
+    tab = Browsing(browser, server, "alice")
+    page = tab.page
+    page.get_by_role("search").get_by_role("searchbox").fill("DSCN")
+    page.keyboard.press("Enter")
+    page.wait_for_url("**/search/?q=DSCN")
+    page.locator("#results .tile").nth(1).wait_for()
+    assert page.locator("#grid").is_hidden()  # the server's grid gave way to the windowed one
+    assert page.inner_text("#count").startswith("2 results")
+    assert page.get_by_role("navigation", name="Main").get_by_role("link", name="Search").get_attribute(
+        "aria-current") == "page"
+    page.locator(".facet", has_text="Year").get_by_role("link").first.click()
+    page.wait_for_url("**year=*")
+    page.locator("#results .tile").first.wait_for()
+    assert page.locator(".chips.active .chip").count() == 1
+    page.locator("#results .tile").first.click()
+    page.get_by_role("dialog").wait_for()
+    assert not axe_violations(page)
+    page.keyboard.press("Escape")
+    assert not tab.problems, tab.problems
+    tab.close()
