@@ -355,6 +355,11 @@ class Tag(models.Model):
     def __str__(self) -> str:
         return self.name
 
+    def save(self, *args, **kwargs) -> None:
+        # The key always follows the name, whoever makes the row (services, admin, tests).
+        self.key = tag_key(self.name)
+        super().save(*args, **kwargs)
+
 
 class Identity(models.Model):
     """A user's account at an OpenID provider: (issuer, sub) names it, never the e-mail."""
