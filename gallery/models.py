@@ -85,17 +85,23 @@ class MediaQuerySet(models.QuerySet):
             return self.none()
         return self.filter(owner=user)
 
-    def visible_to(self, user) -> MediaQuerySet:
+    def visible_to(self, user, *, vault=None) -> MediaQuerySet:
         """The one rule for who may see a media, used by every door (API, delivery, web pages,
-        websocket, search): today the user's own library, neither trashed nor in the vault.
-        The unlocked vault and share links widen it here, nowhere else."""
-        return self.owned_by(user).filter(trashed_at__isnull=True, in_vault=False)
+        websocket, search): the user's own library, neither trashed nor in the vault; and
+        their vault items too when `vault` is the unlock of the credential asking
+        (gallery.vault.keys.Unlocked, only ever made from a key that opened the vault).
+        Share links will widen it here, nowhere else."""
+        mine = self.owned_by(user).filter(trashed_at__isnull=True)
+        if vault is not None and getattr(user, "pk", None) is not None and vault.user_id == user.pk:
+            return mine
+        return mine.filter(in_vault=False)
 
-    def same_bytes(self, *, owner_id, sha256: str) -> MediaQuerySet:
+    def same_bytes(self, *, owner_id, sha256: str, vault: bool = False) -> MediaQuerySet:
         """The owner's media known to have these bytes, oldest first: what dedup resolves an
-        upload to. A direct upload's SHA-256 is only the client's claim until
-        verify_direct_upload checks it, so an `uploading` media never counts as a copy."""
-        return (self.filter(owner_id=owner_id, sha256=sha256).exclude(status=Media.Status.UPLOADING)
+        upload to, in the library or (`vault`) in the vault, never across the two (vault rows
+        hold a keyed digest, not the SHA-256). A direct upload's SHA-256 is only the client's
+        claim until verify_direct_upload checks it, so an `uploading` media never counts as a copy."""
+        return (self.filter(owner_id=owner_id, sha256=sha256, in_vault=vault).exclude(status=Media.Status.UPLOADING)
                 .order_by("created_at"))
 
     def timeline(self) -> MediaQuerySet:
@@ -464,3 +470,4 @@ class Upload(models.Model):
         if self.state != self.State.ACTIVE or not self.is_complete:
             return False
         return self.concat != self.Concat.PARTIAL or bool(self.s3_upload_id)
+from gallery.models_vault import VaultItem, VaultKeyring  # noqa: E402,F401

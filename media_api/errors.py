@@ -29,7 +29,10 @@ def error_response(code: str, detail: str, status_code: int, **extra) -> Respons
 
 def exception_handler(exc, context):
     if isinstance(exc, ChipmunkError):
-        return error_response(exc.code, exc.detail, exc.status, **exc.extra)
+        response = error_response(exc.code, exc.detail, exc.status, **exc.extra)
+        if exc.status == status.HTTP_429_TOO_MANY_REQUESTS and "retry_after" in exc.extra:
+            response["Retry-After"] = str(exc.extra["retry_after"])
+        return response
     if isinstance(exc, Http404):
         exc = exceptions.NotFound("not found")
     elif isinstance(exc, PermissionDenied):

@@ -65,6 +65,7 @@ class MediaSerializer(serializers.ModelSerializer):
 
 class MediaUploadSerializer(serializers.Serializer):
     file = serializers.FileField(allow_empty_file=True)
+    vault = serializers.BooleanField(required=False, default=False)
 
 
 class MediaListQuerySerializer(serializers.Serializer):

@@ -3,7 +3,7 @@ from __future__ import annotations
 from django.urls import path, re_path
 from rest_framework.routers import SimpleRouter
 
-from media_api.views import account, media, tus, uploads
+from media_api.views import account, media, tus, uploads, vault
 
 router = SimpleRouter()
 router.register("media", media.MediaViewSet, basename="media")
@@ -22,5 +22,16 @@ urlpatterns = [
     path("direct-uploads/<str:upload_id>/", uploads.direct_upload_detail, name="direct-upload"),
     path("direct-uploads/<str:upload_id>/complete", uploads.direct_upload_complete, name="direct-upload-complete"),
     path("direct-uploads/<str:upload_id>/complete/", uploads.direct_upload_complete),
+    re_path(r"^media/(?P<pk>[0-9a-fA-F-]{36})/move-to-vault/?$",
+            media.MediaViewSet.as_view({"post": "move_to_vault"}), name="media-move-to-vault"),
+    re_path(r"^vault/?$", vault.vault_detail, name="vault"),
+    re_path(r"^vault/setup/?$", vault.setup, name="vault-setup"),
+    re_path(r"^vault/unlock/?$", vault.unlock, name="vault-unlock"),
+    re_path(r"^vault/lock/?$", vault.lock, name="vault-lock"),
+    re_path(r"^vault/passphrase/?$", vault.passphrase, name="vault-passphrase"),
+    path("vault/media/", vault.media_list, name="vault-media"),
+    path("vault/media/<uuid:media_id>/", vault.media_item, name="vault-media-item"),
+    path("vault/media/<uuid:media_id>/move-to-library", vault.move_to_library, name="vault-move-to-library"),
+    path("vault/media/<uuid:media_id>/move-to-library/", vault.move_to_library),
     *router.urls,
 ]

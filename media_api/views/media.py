@@ -11,6 +11,7 @@ from rest_framework.response import Response
 
 from gallery.models import Media, Variant
 from gallery.services.media import media_delete, media_ingest, media_rotate_token
+from gallery.services.vault_media import vault_ingest, vault_move_in
 from media_api.body_gate import multipart_quota_check
 from media_api.pagination import KeysetPagination
 from media_api.serializers import (
@@ -20,6 +21,7 @@ from media_api.serializers import (
     MediaSerializer,
     MediaUploadSerializer,
 )
+from media_api.views.vault import require_unlocked, revealed_json
 
 
 class MediaViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.DestroyModelMixin,
@@ -59,6 +61,13 @@ class MediaViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Dest
         upload = MediaUploadSerializer(data=request.data)
         upload.is_valid(raise_exception=True)
         file = upload.validated_data["file"]
+        if upload.validated_data["vault"]:
+            unlocked = require_unlocked(request)
+            result = vault_ingest(owner=request.user, unlocked=unlocked, stream=file, size=file.size,
+                                  filename=file.name, content_type=file.content_type)
+            media = Media.objects.prefetch_related("variants").get(pk=result.media.pk)
+            return Response(revealed_json(media, unlocked),
+                            status=status.HTTP_201_CREATED if result.created else status.HTTP_200_OK)
         result = media_ingest(owner=request.user, stream=file, size=file.size, filename=file.name,
                               content_type=file.content_type)
         media = self.get_queryset().get(pk=result.media.pk)
@@ -67,6 +76,13 @@ class MediaViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Dest
 
     def perform_destroy(self, instance: Media) -> None:
         media_delete(media=instance)
+
+    @action(detail=True, methods=["post"], url_path="move-to-vault")
+    def move_to_vault(self, request, pk=None):
+        """Into the caller's vault (unlocked by this credential): re-encrypted, sealed, out of the library."""
+        unlocked = require_unlocked(request)
+        media = vault_move_in(media=self.get_object(), unlocked=unlocked)
+        return Response(revealed_json(Media.objects.prefetch_related("variants").get(pk=media.pk), unlocked))
 
     @action(detail=True, methods=["post"], url_path="rotate-token")
     def rotate_token(self, request, pk=None):

@@ -1,0 +1,55 @@
+"""Helpers for the vault tests: small Argon2id parameters, a vault set up and unlocked."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+PASSPHRASE = "correct horse battery staple"
+
+
+@pytest.fixture
+def vault_settings(settings, tmp_path):
+    """Argon2id small enough for tests (the defaults are tested once, in test_vault_keys),
+    and a processing temp dir of the test's own, so tests can look into it."""
+    settings.VAULT_ARGON2_MEMORY_KIB = 1024
+    settings.VAULT_ARGON2_TIME_COST = 1
+    settings.VAULT_ARGON2_PARALLELISM = 1
+    temp = tmp_path / "vault-tmp"
+    temp.mkdir()
+    settings.VAULT_TEMP_DIR = str(temp)
+    from django.core.cache import cache
+
+    cache.clear()
+    yield settings
+    cache.clear()
+
+
+def vault_open_for(client, passphrase: str = PASSPHRASE) -> str:
+    """Set up (first time) and unlock the vault of the client's user; the recovery key."""
+    response = client.post("/api/v1/vault/setup", {"passphrase": passphrase}, format="json")
+    assert response.status_code == 201, response.content
+    unlocked = client.post("/api/v1/vault/unlock", {"passphrase": passphrase}, format="json")
+    assert unlocked.status_code == 200, unlocked.content
+    return response.json()["recovery_key"]
+
+
+def marked_jpeg(source: Path, marker: str) -> bytes:
+    """A JPEG of `source` carrying `marker` in its EXIF ImageDescription and a COM comment."""
+    image = Image.open(source)
+    exif = image.getexif()
+    exif[0x010E] = marker
+    out = io.BytesIO()
+    image.save(out, "JPEG", quality=92, exif=exif.tobytes(), comment=marker.encode())
+    return out.getvalue()
+
+
+def vault_upload(client, data: bytes, name: str, capture):
+    """POST a file into the vault and run what the commit queued (processing) inline."""
+    stream = io.BytesIO(data)
+    stream.name = name
+    with capture(execute=True):
+        return client.post("/api/v1/media/", {"file": stream, "vault": "true"}, format="multipart")
