@@ -464,6 +464,9 @@ LOGGING = {
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": env_choice("LOG_LEVEL", "info", ("debug", "info", "warning", "error")).upper()},
+    # These log the tag values of every file they read at DEBUG (names, descriptions, places):
+    # never, whatever LOG_LEVEL says, or vault items' metadata would reach the logs.
+    "loggers": {name: {"level": "INFO"} for name in ("exifread", "PIL", "mutagen", "libav")},
 }
 
 # --- Media delivery (gallery.delivery.views, gallery.delivery.blobcache) --------------------------------

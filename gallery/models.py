@@ -460,8 +460,9 @@ class Upload(models.Model):
     @property
     def survives_expiry(self) -> bool:
         """Every byte of an upload that becomes media arrived: past its expiry it is finished,
-        not thrown away. A partial only waits for a final upload, so it expires like any other."""
-        return self.is_complete and self.concat != self.Concat.PARTIAL
+        not thrown away. A partial only waits for a final upload, so it expires like any other, and
+        so does a vault upload: only its owner's unlocked credential can finish it."""
+        return self.is_complete and self.concat != self.Concat.PARTIAL and not (self.metadata or {}).get("vault")
 
     @property
     def awaits_completion(self) -> bool:
