@@ -47,7 +47,7 @@ from gallery.auth import authenticate
 from gallery.delivery import ranges
 from gallery.delivery.blobcache import close_iterator
 from gallery.delivery.sources import VaultSource, body, source_for
-from gallery.models import Media, Variant, VaultItem
+from gallery.models import Media, Variant
 from gallery.processing.filetypes import clean_media_type, safe_served_type
 from gallery.services.vault import vault_file_key
 from gallery.services.vault_media import vault_open
@@ -113,7 +113,7 @@ def find_target(request: HttpRequest, token: str, level: str) -> Target | None:
         if unlock is None:
             return None
         media, variant = _lookup(Media.objects.visible_to(caller.user, vault=unlock).filter(in_vault=True),
-                                 token, level)
+                                 token, level, sealed=True)
         if media is None:
             return None
     if media.in_vault:
@@ -133,11 +133,14 @@ def find_target(request: HttpRequest, token: str, level: str) -> Target | None:
     return Target(variant.storage_key, str(media.owner_id), rep, None, mode)
 
 
-def _lookup(media_qs, token: str, level: str) -> tuple[Media | None, Variant | None]:
+def _lookup(media_qs, token: str, level: str, *, sealed: bool = False) -> tuple[Media | None, Variant | None]:
+    """The media (and variant) of token/level among `media_qs`, in one query; with `sealed`
+    (vault items) their VaultItem rows come along."""
     media_qs = media_qs.filter(token=token)
     if level == ORIGINAL_LEVEL:
-        return media_qs.first(), None
-    variant = Variant.objects.select_related("media").filter(level=level, media__in=media_qs).first()
+        return (media_qs.select_related("vault_item") if sealed else media_qs).first(), None
+    related = ("media", "media__vault_item") if sealed else ("media",)
+    variant = Variant.objects.select_related(*related).filter(level=level, media__in=media_qs).first()
     return (variant.media if variant is not None else None), variant
 
 
@@ -146,7 +149,7 @@ def _vault_target(media: Media, variant: Variant | None, unlock: keys.Unlocked) 
     if variant is None:
         if not media.original_key or media.status == Media.Status.UPLOADING:
             return None
-        file_key, meta = vault_open(media=media, unlocked=unlock)
+        file_key, meta = vault_open(media=media, unlocked=unlock, item=media.vault_item)
         rep = ranges.Representation(size=media.size, etag=f'"{_key_digest(media.original_key, media.size)}"',
                                     last_modified=media.updated_at,
                                     content_type=meta.get("content_type") or "application/octet-stream")
@@ -154,10 +157,7 @@ def _vault_target(media: Media, variant: Variant | None, unlock: keys.Unlocked) 
         return Target(media.original_key, str(media.owner_id), rep, meta.get("name") or "download", "stream", sealed)
     if not variant.storage_key:
         return None
-    item = VaultItem.objects.filter(media_id=media.pk).first()
-    if item is None:
-        return None
-    file_key = vault_file_key(unlocked=unlock, media_id=media.pk, wrapped=item.wrapped_key)
+    file_key = vault_file_key(unlocked=unlock, media_id=media.pk, wrapped=media.vault_item.wrapped_key)
     rep = ranges.Representation(size=variant.size, etag=f'"{_key_digest(variant.storage_key, variant.size)}"',
                                 last_modified=variant.created_at, content_type=variant.content_type)
     sealed = Sealed(file_key, crypto.blob_file_id(media.pk, variant.level))

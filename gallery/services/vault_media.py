@@ -49,9 +49,9 @@ def _item_of(media: Media) -> VaultItem:
     return item
 
 
-def vault_open(*, media: Media, unlocked: Unlocked) -> tuple[bytes, dict[str, Any]]:
-    """The file key and the metadata of a vault item."""
-    item = _item_of(media)
+def vault_open(*, media: Media, unlocked: Unlocked, item: VaultItem | None = None) -> tuple[bytes, dict[str, Any]]:
+    """The file key and the metadata of a vault item (its VaultItem row read unless given)."""
+    item = item or _item_of(media)
     file_key = vault_file_key(unlocked=unlocked, media_id=media.pk, wrapped=item.wrapped_key)
     return file_key, blobs.meta_open(file_key=file_key, media_id=media.pk, sealed=item.sealed)
 
