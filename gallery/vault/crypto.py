@@ -241,9 +241,17 @@ def decrypt_span(key: bytes, file_id: bytes, header: Header, first: int, last: i
     out: list[bytes] = []
     out_len, want = 0, 1
 
+    final = header.chunks - 1
+    full, last_length = size + TAG_SIZE, header.chunk_span(final)[1]
+    prefix = header.prefix
+
     def opened(sealed) -> bytes:
         nonlocal index
-        plain = decrypt_chunk(key, file_id, header, index, sealed, aead)
+        try:  # (decrypt_chunk's work, inlined: this loop runs 16 times per MiB)
+            plain = aead.decrypt(prefix + index.to_bytes(4, "big"), sealed,
+                                 file_id + index.to_bytes(4, "big") + (b"\x01" if index == final else b"\x00"))
+        except InvalidTag:
+            raise VaultCryptoError(f"chunk {index} does not authenticate") from None
         base = index * size
         index += 1
         if base < first or base + len(plain) > last + 1:
@@ -254,7 +262,7 @@ def decrypt_span(key: bytes, file_id: bytes, header: Header, first: int, last: i
         with memoryview(piece) as view:
             pos = 0
             while index <= stop:
-                length = header.chunk_span(index)[1]
+                length = full if index < final else last_length
                 if carry:
                     need = length - len(carry)
                     if len(view) < need:
