@@ -53,3 +53,13 @@ def vault_upload(client, data: bytes, name: str, capture):
     stream.name = name
     with capture(execute=True):
         return client.post("/api/v1/media/", {"file": stream, "vault": "true"}, format="multipart")
+
+
+def cache_keys() -> list[str]:
+    """Every key in the default cache (LocMemCache here, Redis when REDIS_URL is set)."""
+    from django.core.cache import cache
+
+    backend = getattr(cache, "_cache", None)
+    if isinstance(backend, dict):
+        return [str(k) for k in backend]
+    return [k.decode() for k in backend.get_client().scan_iter("*")]

@@ -36,6 +36,7 @@ def test_a_vault_video_is_processed_in_memory_and_streams_with_ranges(alice_api,
 
     monkeypatch.setattr(pipeline, "_video", watching)
     response = vault_upload(alice_api, clip.read_bytes(), "clip.mp4", django_capture_on_commit_callbacks)
+    assert response.status_code == 201, response.content
     body = alice_api.get(f"/api/v1/vault/media/{response.json()['id']}/").json()
     assert body["kind"] == "video" and body["status"] == "ready", body["error"]
     assert (body["width"], body["height"]) == (160, 96) and body["duration"] == pytest.approx(2.0, abs=0.2)
