@@ -110,8 +110,9 @@ def remember(*, user_id, credential: Credential, vault_key: bytes) -> Unlocked:
     return Unlocked(user_id=user_id, key=vault_key, until=until)
 
 
-def unlocked(*, user_id, credential: Credential | None) -> Unlocked | None:
-    """The unlock of this credential if it holds one that is not idle; its deadline renewed."""
+def unlocked(*, user_id, credential: Credential | None, renew: bool = True) -> Unlocked | None:
+    """The unlock of this credential if it holds one that is not idle; its deadline renewed
+    unless `renew` is false (asking whether it is unlocked is not using it)."""
     if credential is None or credential.secret is None:
         return None
     cache_key = _cache_key(user_id, credential)
@@ -127,7 +128,7 @@ def unlocked(*, user_id, credential: Credential | None) -> Unlocked | None:
     except (crypto.VaultCryptoError, KeyError, TypeError):
         return None
     until = entry["until"]
-    if until - moment < idle_seconds() - RENEW_EVERY:
+    if renew and until - moment < idle_seconds() - RENEW_EVERY:
         until = moment + idle_seconds()
         cache.set(cache_key, {**entry, "until": until}, timeout=idle_seconds())
     return Unlocked(user_id=user_id, key=vault_key, until=until)
@@ -139,9 +140,9 @@ def forget(*, user_id, credential: Credential | None) -> None:
         cache.delete(_cache_key(user_id, credential))
 
 
-def unlocked_for(request) -> Unlocked | None:
+def unlocked_for(request, *, renew: bool = True) -> Unlocked | None:
     """The unlock the credential of this authenticated request holds, if any."""
     user = getattr(request, "user", None)
     if user is None or not user.is_authenticated:
         return None
-    return unlocked(user_id=user.pk, credential=credential_of(request))
+    return unlocked(user_id=user.pk, credential=credential_of(request), renew=renew)

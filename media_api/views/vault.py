@@ -51,8 +51,9 @@ def _vault_items(request, unlocked: keys.Unlocked):
 
 @api_view(["GET"])
 def vault_detail(request):
-    """exists, unlocked, unlocked_until, count, bytes."""
-    answer = vault_status(user=request.user, unlocked=keys.unlocked_for(request))
+    """exists, unlocked, unlocked_until, count, bytes. Asking is not using: a page that polls
+    this does not keep the vault from locking itself."""
+    answer = vault_status(user=request.user, unlocked=keys.unlocked_for(request, renew=False))
     answer["unlocked_until"] = _iso(answer["unlocked_until"])
     return Response(answer)
 

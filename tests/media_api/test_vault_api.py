@@ -4,6 +4,7 @@ moves, and the one visibility rule for vault items."""
 from __future__ import annotations
 
 import io
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -124,12 +125,17 @@ def test_auto_lock_after_the_idle_minutes(alice_api, monkeypatch, settings):
     monkeypatch.setattr(keys, "now", lambda: clock[0])
     vault_open_for(alice_api)
     clock[0] += 14 * 60
-    assert alice_api.get("/api/v1/vault/").json()["unlocked"] is True  # use renews the deadline
+    assert alice_api.get("/api/v1/vault/media/").status_code == 200  # use renews the deadline
     clock[0] += 14 * 60
+    status = alice_api.get("/api/v1/vault/").json()
+    deadline = datetime.fromtimestamp(1_000_000 + 14 * 60 + 15 * 60, tz=UTC).isoformat()
+    assert status["unlocked"] is True and status["unlocked_until"] == deadline
+    clock[0] += 30  # asking for the status did not renew it
     assert alice_api.get("/api/v1/vault/").json()["unlocked"] is True
-    clock[0] += 15 * 60 + 1
+    clock[0] += 60
     assert alice_api.get("/api/v1/vault/").json()["unlocked"] is False
     assert alice_api.get("/api/v1/vault/media/").status_code == 423
+    assert alice_api.post("/api/v1/vault/unlock", {"passphrase": PASSPHRASE}, format="json").status_code == 200
 
 
 def test_passphrase_change_rewraps_one_key_and_no_blob(alice_api, corpus, django_capture_on_commit_callbacks,
@@ -240,3 +246,39 @@ def test_delete_a_vault_item(alice, alice_api, corpus, django_capture_on_commit_
     assert not any(media_storage().exists(k) for k in keys_stored)
     assert User.objects.get(pk=alice.pk).used_bytes == 0
     assert KindUsage.objects.get(owner=alice, place="vault").count == 0
+
+
+def test_tus_into_the_vault_needs_it_unlocked(alice_api):
+    import base64
+
+    def meta(**pairs):
+        return ",".join(f"{k} {base64.b64encode(v.encode()).decode()}" for k, v in pairs.items())
+
+    def create(**extra):
+        return alice_api.generic("POST", "/api/v1/uploads/", HTTP_TUS_RESUMABLE="1.0.0", HTTP_UPLOAD_LENGTH="10",
+                                 HTTP_UPLOAD_METADATA=meta(filename="secret.bin", vault="true", **extra))
+
+    assert create().status_code == 404  # no vault
+    vault_open_for(alice_api)
+    assert create(album="1").status_code == 400
+    created = create()
+    assert created.status_code == 201
+    path = created["Location"].split("testserver", 1)[-1]
+    head = alice_api.head(path, HTTP_TUS_RESUMABLE="1.0.0")
+    assert head.status_code == 200 and "Upload-Metadata" not in head
+    alice_api.post("/api/v1/vault/lock")
+    assert create().json()["error"] == "vault_locked"
+    patch = alice_api.generic("PATCH", path, b"0123456789", content_type="application/offset+octet-stream",
+                              HTTP_TUS_RESUMABLE="1.0.0", HTTP_UPLOAD_OFFSET="0")
+    assert patch.status_code == 423 and patch.json()["error"] == "vault_locked"
+    from gallery.models import Upload
+
+    upload = Upload.objects.get()
+    assert upload.filename in ("", "upload") and "secret" not in str(upload.metadata) and upload.offset == 0
+    assert upload.target_key.startswith(f"{upload.owner_id}/vault/uploads/")
+    alice_api.post("/api/v1/vault/unlock", {"passphrase": PASSPHRASE}, format="json")
+    patch = alice_api.generic("PATCH", path, b"0123456789", content_type="application/offset+octet-stream",
+                              HTTP_TUS_RESUMABLE="1.0.0", HTTP_UPLOAD_OFFSET="0")
+    assert patch.status_code == 204
+    item = alice_api.get(f"/api/v1/vault/media/{patch['Media-Id']}/").json()
+    assert item["name"] == "secret.bin" and item["size"] == 10
