@@ -122,6 +122,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
+    "drf_spectacular",
     "channels",
     "gallery",
     "media_api",
@@ -451,6 +452,23 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+}
+
+# --- OpenAPI (drf-spectacular; media_api.schema) ------------------------------------------
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Chipmunk API",
+    "DESCRIPTION": "The library of the caller: uploads (multipart, tus 1.0, direct to S3), media, "
+                   "usage. Every 4xx is `{\"error\", \"detail\"}`.",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SCHEMA_PATH_PREFIX": r"/api/v1",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "PREPROCESSING_HOOKS": ["media_api.schema.drop_slashless_aliases"],
+    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums", "media_api.schema.errors_everywhere"],
+    # Vendored (static/vendor/), so /api/docs/ works offline and under our CSP.
+    "SWAGGER_UI_DIST": "/" + STATIC_URL.strip("/") + "/vendor/swagger-ui-dist-5.35.0",
+    "SWAGGER_UI_FAVICON_HREF": STATIC_URL.rstrip("/") + "/vendor/swagger-ui-dist-5.35.0/favicon-32x32.png",
 }
 
 # --- i18n --------------------------------------------------------------------------------

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from django.contrib import admin
 from django.urls import include, path, re_path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from gallery import health
 from gallery.delivery import views as delivery
@@ -19,6 +20,8 @@ urlpatterns = [
     path("oidc/", include("mozilla_django_oidc.urls")),  # authenticate/ and callback/ (gallery.login)
     path("health/", health.health, name="health"),
     path("api/v1/", include("media_api.urls")),
+    path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="api-schema"), name="api-docs"),
     # Tokens are URL-safe base64 and levels short names: anything else is 404 before a query.
     re_path(r"^m/(?P<token>[A-Za-z0-9_-]{1,64})/(?P<level>[0-9a-z]{1,8})/$", delivery.serve_media, name="media-file"),
     path("", include("gallery.web.urls")),

@@ -21,6 +21,7 @@ from rest_framework.response import Response
 from rest_framework.utils.urls import remove_query_param, replace_query_param
 
 from gallery.exceptions import InvalidInput
+from media_api.schema import page_of
 
 CURSOR_PARAM = "cursor"
 PAGE_SIZE_PARAM = "page_size"
@@ -93,6 +94,17 @@ class KeysetPagination(BasePagination):
         if not self.rows:  # past the end: back to the first page
             return remove_query_param(self.request.build_absolute_uri(), CURSOR_PARAM)
         return self._link("p", self.rows[0])
+
+    def get_paginated_response_schema(self, schema: dict) -> dict:
+        return page_of(schema)
+
+    def get_schema_operation_parameters(self, view) -> list[dict]:
+        return [
+            {"name": CURSOR_PARAM, "in": "query", "required": False, "schema": {"type": "string"},
+             "description": "a position from a previous page's next or previous link"},
+            {"name": PAGE_SIZE_PARAM, "in": "query", "required": False,
+             "schema": {"type": "integer", "minimum": 1, "maximum": MAX_PAGE_SIZE, "default": DEFAULT_PAGE_SIZE}},
+        ]
 
     def get_paginated_response(self, data) -> Response:
         return Response({"count": self.count, "next": self.get_next_link(),

@@ -37,13 +37,23 @@ def vault_open_for(client, passphrase: str = PASSPHRASE) -> str:
     return response.json()["recovery_key"]
 
 
+XMP = """<?xpacket begin="" id="W5M0MpCehiHzreSzNTczkc9d"?>
+<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">
+<rdf:Description rdf:about="" xmlns:dc="http://purl.org/dc/elements/1.1/">
+<dc:description><rdf:Alt><rdf:li xml:lang="x-default">{marker} description</rdf:li></rdf:Alt></dc:description>
+<dc:subject><rdf:Bag><rdf:li>{marker}keyword</rdf:li></rdf:Bag></dc:subject>
+</rdf:Description></rdf:RDF></x:xmpmeta><?xpacket end="w"?>"""
+
+
 def marked_jpeg(source: Path, marker: str) -> bytes:
-    """A JPEG of `source` carrying `marker` in its EXIF ImageDescription and a COM comment."""
+    """A JPEG of `source` carrying `marker` in its EXIF ImageDescription, a COM comment, and
+    its XMP description and keywords."""
     image = Image.open(source)
     exif = image.getexif()
     exif[0x010E] = marker
     out = io.BytesIO()
-    image.save(out, "JPEG", quality=92, exif=exif.tobytes(), comment=marker.encode())
+    image.save(out, "JPEG", quality=92, exif=exif.tobytes(), comment=marker.encode(),
+               xmp=XMP.format(marker=marker).encode())
     return out.getvalue()
 
 

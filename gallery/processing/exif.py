@@ -32,6 +32,14 @@ _exifread_logger = logging.getLogger("exifread")
 class ExifData:
     taken_at: datetime | None = None  # naive local wall-clock time as the camera recorded it
     offset_minutes: int | None = None  # UTC offset of taken_at, when the camera recorded one
+    # The three EXIF dates apart, for the precedence in gallery.processing.dates (taken_at
+    # above is the first of them that is set): DateTimeOriginal, DateTimeDigitized, IFD0 DateTime.
+    original_at: datetime | None = None
+    original_offset_minutes: int | None = None  # OffsetTimeOriginal, else OffsetTime
+    digitized_at: datetime | None = None
+    digitized_offset_minutes: int | None = None  # OffsetTimeDigitized, else OffsetTime
+    modified_at: datetime | None = None
+    modified_offset_minutes: int | None = None  # OffsetTime
     subsec: str | None = None  # fractional-second digits of taken_at, e.g. "054" = .054 s
     latitude: float | None = None
     longitude: float | None = None
@@ -89,11 +97,12 @@ def _process(fh: IO[bytes]) -> dict[str, Any]:
         # exifread gives up on JPEGs whose first APP1 is XMP rather than EXIF (common
         # after Photoshop/Lightroom); find the EXIF segment ourselves and hand exifread
         # its TIFF payload, which it reads like a TIFF file.
-        found, tiff = _jpeg_exif_payload(fh)
+        # "Exif" and a NUL, then a pad byte that writers do not all set to NUL.
+        found, payload = jpeg_app1_payload(fh, b"Exif\x00")
         if found:
-            if tiff is None:
+            if payload is None:
                 return {}  # a JPEG without EXIF: nothing to report, not an error
-            tags = _exifread(io.BytesIO(tiff))
+            tags = _exifread(io.BytesIO(payload[1:]))
             if not tags:
                 raise ValueError("EXIF block is present but unreadable")
             return tags
@@ -105,16 +114,18 @@ def _exifread(fh: IO[bytes]) -> dict[str, Any]:
     return exifread.process_file(fh, details=False, extract_thumbnail=False, truncate_tags=False)
 
 
-def _jpeg_exif_payload(fh: IO[bytes]) -> tuple[bool, bytes | None]:
-    """Walk JPEG segments up to the image data: (walk succeeded, TIFF bytes of EXIF or None)."""
+def jpeg_app1_payload(fh: IO[bytes], prefix: bytes) -> tuple[bool, bytes | None]:
+    """Walk JPEG segments up to the image data: (walk succeeded, payload after `prefix` of the
+    first APP1 segment that starts with it, or None). EXIF's prefix is "Exif" and a NUL, XMP's
+    the namespace URI and a NUL."""
     fh.seek(2)
     for _ in range(256):
-        prefix = fh.read(2)
-        while prefix[:1] == b"\xff" and prefix[1:] == b"\xff":
-            prefix = b"\xff" + fh.read(1)  # fill bytes between segments
-        if len(prefix) < 2 or prefix[0] != 0xFF:
+        mark = fh.read(2)
+        while mark[:1] == b"\xff" and mark[1:] == b"\xff":
+            mark = b"\xff" + fh.read(1)  # fill bytes between segments
+        if len(mark) < 2 or mark[0] != 0xFF:
             return False, None
-        marker = prefix[1]
+        marker = mark[1]
         if marker in (0xDA, 0xD9):  # start of scan, end of image: no metadata after this
             return True, None
         if marker == 0x01 or 0xD0 <= marker <= 0xD7:
@@ -127,8 +138,8 @@ def _jpeg_exif_payload(fh: IO[bytes]) -> tuple[bool, bytes | None]:
             return False, None
         if marker == 0xE1:
             payload = fh.read(length - 2)
-            if payload.startswith(b"Exif\x00"):
-                return True, payload[6:]
+            if payload.startswith(prefix):
+                return True, payload[len(prefix):]
         else:
             fh.seek(length - 2, os.SEEK_CUR)
     return False, None
@@ -152,17 +163,14 @@ class _WarningCollector(logging.Handler):
 def _fill(data: ExifData, tags: dict[str, Any]) -> None:
     data.raw = _raw(tags)
 
-    data.taken_at = (
-        _parse_datetime(_text(tags, "EXIF DateTimeOriginal"))
-        or _parse_datetime(_text(tags, "EXIF DateTimeDigitized"))
-        or _parse_datetime(_text(tags, "Image DateTime"))
-    )
-    # A loop, not `or`: a legitimate +00:00 is 0 and falsy.
-    for key in ("EXIF OffsetTimeOriginal", "EXIF OffsetTime"):
-        offset = _parse_offset(_text(tags, key))
-        if offset is not None:
-            data.offset_minutes = offset
-            break
+    data.original_at = _parse_datetime(_text(tags, "EXIF DateTimeOriginal"))
+    data.digitized_at = _parse_datetime(_text(tags, "EXIF DateTimeDigitized"))
+    data.modified_at = _parse_datetime(_text(tags, "Image DateTime"))
+    data.modified_offset_minutes = _parse_offset(_text(tags, "EXIF OffsetTime"))
+    data.original_offset_minutes = _first_offset(tags, "EXIF OffsetTimeOriginal", "EXIF OffsetTime")
+    data.digitized_offset_minutes = _first_offset(tags, "EXIF OffsetTimeDigitized", "EXIF OffsetTime")
+    data.taken_at = data.original_at or data.digitized_at or data.modified_at
+    data.offset_minutes = _first_offset(tags, "EXIF OffsetTimeOriginal", "EXIF OffsetTime")
     subsec = re.sub(r"\D", "", _text(tags, "EXIF SubSecTimeOriginal") or _text(tags, "EXIF SubSecTime"))
     data.subsec = subsec or None
 
@@ -250,6 +258,15 @@ def _parse_offset(text: str) -> int | None:
     if minutes > 14 * 60:
         return None
     return -minutes if match.group(1) == "-" else minutes
+
+
+def _first_offset(tags: dict[str, Any], *keys: str) -> int | None:
+    # A loop, not `or`: a legitimate +00:00 is 0 and falsy.
+    for key in keys:
+        offset = _parse_offset(_text(tags, key))
+        if offset is not None:
+            return offset
+    return None
 
 
 def _coordinate(

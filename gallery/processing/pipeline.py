@@ -26,6 +26,7 @@ from django.utils import timezone
 
 from gallery import events
 from gallery.models import Media, Variant, zone_named
+from gallery.services.metadata import media_tags_from_metadata
 from gallery.services.vault_media import vault_meta_update
 from gallery.storage import is_s3, media_storage, variant_key
 from gallery.vault import blobs as vault_blobs
@@ -46,6 +47,7 @@ class Outcome:
     notes: list[str] = field(default_factory=list)
     # (level, width, height, content_type, extension, bytes or local path)
     outputs: list[tuple[str, int, int, str, str, bytes | Path]] = field(default_factory=list)
+    tags: list[str] = field(default_factory=list)  # keywords from XMP and sidecars, made Tag rows
     variant_sizes: dict[str, list[int]] = field(default_factory=dict)  # vault items: level -> [w, h]
 
 
@@ -98,20 +100,67 @@ def _apply_location(outcome: Outcome, lat: float | None, lon: float | None, alt:
     return timezone_at(lat, lon)
 
 
-def _apply_date(outcome: Outcome, media: Media, naive: datetime | None, offset: int | None,
-                gps_zone: str | None) -> None:
-    if naive is None:
+def _apply_date(outcome: Outcome, media: Media, found: list, gps_zone: str | None) -> None:
+    """taken_at from the first date of the precedence (gallery.processing.dates); a date typed
+    by a person is never replaced (`taken_at_manual`, when the model has the flag)."""
+    from gallery.processing.dates import best
+
+    chosen = best(found)
+    if chosen is None or getattr(media, "taken_at_manual", False):
         return
-    aware, offset_minutes = aware_taken_at(naive, offset, gps_zone or media.owner.time_zone)
+    if chosen.local is not None:
+        aware, offset_minutes = aware_taken_at(chosen.local, chosen.offset_minutes, gps_zone or media.owner.time_zone)
+    else:  # a moment: its own offset, else the zone's at that moment
+        if chosen.offset_minutes is not None:
+            offset_minutes = chosen.offset_minutes
+        else:
+            local = chosen.instant.astimezone(zone_named(gps_zone or media.owner.time_zone))
+            offset_minutes = int(local.utcoffset().total_seconds() // 60)
+        aware = chosen.instant
     outcome.fields.update(taken_at=aware.astimezone(dt_timezone.utc), taken_at_offset_minutes=offset_minutes,
                           taken_at_estimated=False)
+    outcome.details["taken_at_source"] = chosen.source
+
+
+def _apply_descriptive(outcome: Outcome, media: Media, xmp, sidecar: dict[str, Any]) -> None:
+    """Description, rating and keywords from embedded XMP, else from the sidecar. A description
+    or rating the media already has is kept: it may be the owner's own words."""
+    if xmp is not None and xmp.error:
+        outcome.notes.append(f"XMP could not be read fully: {xmp.error}")
+    description = (xmp.description if xmp is not None else "") or sidecar.get("description") or ""
+    if description and not media.details.get("description"):
+        outcome.details["description"] = description[:5000]
+    rating = xmp.rating if xmp is not None and xmp.rating is not None else sidecar.get("rating")
+    if isinstance(rating, (int, float)) and "rating" not in media.details:
+        outcome.details["rating"] = rating
+    keywords = [*(xmp.subjects if xmp is not None else []), *sidecar.get("tags", [])]
+    outcome.tags = [k for k in dict.fromkeys(str(k).strip()[:100] for k in keywords) if k]
+
+
+def _position(*sources: tuple[float | None, float | None, float | None]) -> tuple:
+    """The first source with a whole position (latitude and longitude)."""
+    for lat, lon, alt in sources:
+        if lat is not None and lon is not None:
+            return lat, lon, alt
+    return None, None, None
+
+
+def _sidecar_position(sidecar: dict[str, Any]) -> tuple:
+    lat, lon, alt = (sidecar.get(k) for k in ("latitude", "longitude", "altitude"))
+    if not all(isinstance(v, (int, float)) for v in (lat, lon)) or (lat == 0 and lon == 0):
+        return None, None, None
+    return lat, lon, alt if isinstance(alt, (int, float)) else None
 
 
 def _image(media: Media, path: Path, outcome: Outcome) -> None:
+    from gallery.processing.dates import candidates
     from gallery.processing.exif import read_exif
     from gallery.processing.images import ImageError, render_variants
+    from gallery.processing.xmp import read_xmp
 
     exif = read_exif(path)
+    xmp = read_xmp(path)
+    sidecar = media.details.get("sidecar") or {}
     if exif.error:
         outcome.notes.append(f"EXIF could not be read fully: {exif.error}")
     try:
@@ -119,15 +168,19 @@ def _image(media: Media, path: Path, outcome: Outcome) -> None:
     except ImageError as exc:
         raise PermanentFailure(str(exc)) from exc
     outcome.fields.update(width=info.width, height=info.height, exif=exif.raw,
-                          camera_make=exif.make[:100], camera_model=exif.model[:100])
+                          camera_make=(exif.make or xmp.make)[:100], camera_model=(exif.model or xmp.model)[:100])
     outcome.details.update(format=info.format, lens=exif.lens, exposure=exif.exposure, aperture=exif.aperture,
                            iso=exif.iso, focal_length=exif.focal_length, animated=info.animated)
-    zone = _apply_location(outcome, exif.latitude, exif.longitude, exif.altitude)
-    _apply_date(outcome, media, exif.taken_at, exif.offset_minutes, zone)
+    position = _position((exif.latitude, exif.longitude, exif.altitude), (xmp.latitude, xmp.longitude, xmp.altitude),
+                         _sidecar_position(sidecar))
+    zone = _apply_location(outcome, *position)
+    _apply_date(outcome, media, candidates(exif=exif, xmp=xmp, sidecar=sidecar), zone)
+    _apply_descriptive(outcome, media, xmp, sidecar)
     outcome.outputs += [(v.level, v.width, v.height, v.content_type, "webp", v.data) for v in variants]
 
 
 def _video(media: Media, path: Path, outcome: Outcome, workdir: Path) -> None:
+    from gallery.processing.dates import candidates
     from gallery.processing.images import render_variants_from_image
     from gallery.processing.video import (
         VideoError,
@@ -138,6 +191,7 @@ def _video(media: Media, path: Path, outcome: Outcome, workdir: Path) -> None:
         remux_faststart,
         transcode_webm,
     )
+    from gallery.processing.xmp import read_xmp
 
     limit = settings.MAX_IMAGE_PIXELS  # a frame is an image: one rule for pixel bombs
     try:
@@ -148,12 +202,14 @@ def _video(media: Media, path: Path, outcome: Outcome, workdir: Path) -> None:
     outcome.fields.update(width=info.width, height=info.height, duration=info.duration)
     outcome.details.update(video_codec=info.video_codec, audio_codec=info.audio_codec, fps=info.fps,
                            rotation=info.rotation, container=info.container, bitrate=info.bitrate)
-    zone = _apply_location(outcome, info.latitude, info.longitude, None)
-    if info.created_at is not None:
-        # Containers record UTC; the local offset comes from the GPS zone or the owner's.
-        local = info.created_at.astimezone(zone_named(zone or media.owner.time_zone))
-        outcome.fields.update(taken_at=info.created_at, taken_at_estimated=False,
-                              taken_at_offset_minutes=int(local.utcoffset().total_seconds() // 60))
+    xmp = read_xmp(path)
+    sidecar = media.details.get("sidecar") or {}
+    position = _position((info.latitude, info.longitude, None), (xmp.latitude, xmp.longitude, xmp.altitude),
+                         _sidecar_position(sidecar))
+    zone = _apply_location(outcome, *position)
+    # Containers record UTC (Apple's key keeps the offset); else the GPS zone's or the owner's.
+    _apply_date(outcome, media, candidates(xmp=xmp, quicktime=info.created_at, sidecar=sidecar), zone)
+    _apply_descriptive(outcome, media, xmp, sidecar)
     outcome.outputs += [(v.level, v.width, v.height, v.content_type, "webp", v.data)
                         for v in render_variants_from_image(poster)]
     existing = set(media.variants.values_list("level", flat=True))
@@ -277,12 +333,15 @@ def media_process(*, media_id: uuid.UUID | str, file_key: bytes | None = None) -
                   "details": {**media.details, **outcome.details}, "updated_at": timezone.now()}
         fields = without_nul(fields)
         Media.objects.filter(pk=media.pk).update(**fields)
+        if outcome.tags:
+            media_tags_from_metadata(media=media, names=outcome.tags)
         events.send_after_commit(media.owner_id, "media.ready", media_id=str(media.pk))
 
 
 def _vault_ready(media: Media, outcome: Outcome, file_key: bytes) -> None:
     """A processed vault item: what was learned sealed in its metadata; the row only says ready."""
-    changes = without_nul({**outcome.fields, "details": outcome.details})
+    # Keywords stay in the sealed metadata: as Tag rows they would name the item in the clear.
+    changes = without_nul({**outcome.fields, "details": outcome.details, "keywords": outcome.tags})
     for name, value in changes.items():
         if isinstance(value, datetime):
             changes[name] = value.isoformat()

@@ -9,7 +9,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
-from typing import IO, Iterable
+from typing import IO, Any, Iterable
 
 from django.db import IntegrityError, transaction
 from django.db.models import F
@@ -37,17 +37,21 @@ def clean_filename(filename: str | None) -> str:
 
 
 def media_ingest(*, owner: User, stream: IO[bytes], size: int, filename: str,
-                 content_type: str | None = None, file_modified_at: datetime | None = None) -> IngestResult:
+                 content_type: str | None = None, file_modified_at: datetime | None = None,
+                 sha256: str | None = None, details: dict[str, Any] | None = None) -> IngestResult:
     """Store an uploaded file as a new media of `owner` and queue its processing.
 
     The quota is checked before any byte is stored. A file the owner already has (same
-    SHA-256) resolves to the existing media and nothing new is stored.
+    SHA-256) resolves to the existing media and nothing new is stored. `sha256` is for a
+    caller that hashed the stream itself (import_folder hashes on a thread pool); `details`
+    start the new row's details (import_folder's sidecar data).
     """
     filename = clean_filename(filename)
     quota_check(user=owner, requested=size)
     stream.seek(0)
-    sha256 = sha256_of(stream)
-    stream.seek(0)
+    if sha256 is None:
+        sha256 = sha256_of(stream)
+        stream.seek(0)
     # Before storing anything: the bytes the owner already has are not stored twice.
     existing = Media.objects.same_bytes(owner_id=owner.pk, sha256=sha256).first()
     if existing is not None:
@@ -58,7 +62,8 @@ def media_ingest(*, owner: User, stream: IO[bytes], size: int, filename: str,
     key = storage.save(original_key(user_id=owner.pk, media_id=media_id, filename=filename), stream)
     try:
         result = media_record(owner=owner, media_id=media_id, key=key, size=size, sha256=sha256,
-                              filename=filename, content_type=content_type, file_modified_at=file_modified_at)
+                              filename=filename, content_type=content_type, file_modified_at=file_modified_at,
+                              details=details)
     except BaseException:
         storage.delete(key)  # nothing may stay behind for a media that does not exist
         raise
@@ -71,7 +76,7 @@ def media_ingest(*, owner: User, stream: IO[bytes], size: int, filename: str,
 def media_record(*, owner: User, media_id: uuid.UUID, key: str, size: int, sha256: str, filename: str,
                  content_type: str | None, reserved: int = 0, album: Album | None = None,
                  dedup: bool = True, status: str = Media.Status.PENDING,
-                 file_modified_at: datetime | None = None) -> IngestResult:
+                 file_modified_at: datetime | None = None, details: dict[str, Any] | None = None) -> IngestResult:
     """Record stored bytes as a media of `owner`: the one place media rows are created.
 
     Under a lock on the user row: with `dedup`, a file the owner already has (same SHA-256)
@@ -106,7 +111,7 @@ def media_record(*, owner: User, media_id: uuid.UUID, key: str, size: int, sha25
     media = Media.objects.create(
         id=media_id, owner=locked, kind=kind_for(content_type, filename), original_filename=filename,
         content_type=content_type, size=size, sha256=sha256, status=status, original_key=key,
-        taken_at=file_modified_at or timezone.now(), taken_at_estimated=True,
+        taken_at=file_modified_at or timezone.now(), taken_at_estimated=True, details=details or {},
     )
     User.objects.filter(pk=owner.pk).update(used_bytes=F("used_bytes") + size,
                                             reserved_bytes=F("reserved_bytes") - reserved)

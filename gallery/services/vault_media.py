@@ -26,6 +26,7 @@ from gallery.models import Album, Media, User, Variant, VaultItem, new_media_tok
 from gallery.processing.filetypes import SNIFF_BYTES, content_type_for, kind_for
 from gallery.services.accounts import quota_check
 from gallery.services.media import IngestResult, clean_filename, usage_add
+from gallery.services.metadata import media_tags_from_metadata
 from gallery.services.vault import vault_digest, vault_file_key, vault_file_key_wrap
 from gallery.storage import original_key as library_original_key
 from gallery.storage import sha256_of
@@ -76,7 +77,8 @@ def vault_reveal(*, media: Media, meta: dict[str, Any]) -> Media:
 def _meta_from_row(media: Media) -> dict[str, Any]:
     meta = {name: getattr(media, name) for name in SEALED_FIELDS}
     meta.update(name=media.original_filename, sha256=media.sha256, taken_at=media.taken_at.isoformat(),
-                variants={v.level: [v.width, v.height] for v in media.variants.all()})
+                variants={v.level: [v.width, v.height] for v in media.variants.all()},
+                keywords=list(media.tags.values_list("name", flat=True)))
     return meta
 
 
@@ -270,6 +272,8 @@ def vault_move_out(*, media: Media, unlocked: Unlocked) -> Media:
             VaultItem.objects.filter(media_id=media.pk).delete()
             locked.in_vault = False
             usage_add(media=locked, count=1)
+            if meta.get("keywords"):  # back as tags, as processing makes them for library media
+                media_tags_from_metadata(media=locked, names=meta["keywords"])
             _old_blobs_delete_after_commit(media, [(media.original_key, 0),
                                                    *((v.storage_key, 0) for v in media.variants.all())])
             events.send_after_commit(media.owner_id, "media.created", media_id=str(media.pk), status=locked.status)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from django.db.models import Sum
+from drf_spectacular.utils import extend_schema, inline_serializer
+from rest_framework import serializers
 from rest_framework.decorators import api_view
 from rest_framework.response import Response
 
@@ -10,6 +12,12 @@ from gallery.auth import auth_kind, scopes_of
 from gallery.models import KindUsage, Media
 
 
+@extend_schema(summary="Who is calling", responses=inline_serializer("Me", {
+    "id": serializers.UUIDField(), "username": serializers.CharField(), "email": serializers.CharField(),
+    "name": serializers.CharField(), "plan": serializers.CharField(), "quota": serializers.IntegerField(),
+    "used": serializers.IntegerField(), "time_zone": serializers.CharField(),
+    "auth": serializers.CharField(help_text="session, api_key or oidc"),
+    "scopes": serializers.ListField(child=serializers.CharField())}))
 @api_view(["GET"])
 def me(request):
     """Who the credential belongs to, how it authenticated, its scopes, and the plan and quota."""
@@ -21,6 +29,11 @@ def me(request):
     })
 
 
+@extend_schema(summary="Storage used, by kind", responses=inline_serializer("Usage", {
+    "quota": serializers.IntegerField(), "used": serializers.IntegerField(), "reserved": serializers.IntegerField(),
+    "free": serializers.IntegerField(),
+    "by_kind": serializers.DictField(child=inline_serializer("KindUsage", {
+        "count": serializers.IntegerField(), "bytes": serializers.IntegerField()}))}))
 @api_view(["GET"])
 def usage(request):
     """The caller's storage: quota, used, reserved and a breakdown by kind."""

@@ -5,7 +5,8 @@ Querysets come from the one visibility rule; writes call services."""
 from __future__ import annotations
 
 from django.db.models import Prefetch
-from rest_framework import mixins, status, viewsets
+from drf_spectacular.utils import extend_schema, extend_schema_view, inline_serializer
+from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action, api_view
 from rest_framework.response import Response
 
@@ -24,6 +25,11 @@ from media_api.serializers import (
 from media_api.views.vault import require_unlocked, revealed_json
 
 
+@extend_schema_view(
+    list=extend_schema(parameters=[MediaListQuerySerializer], summary="The library, newest first"),
+    retrieve=extend_schema(summary="One media"),
+    destroy=extend_schema(summary="Delete a media", responses={204: None}),
+)
 class MediaViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.DestroyModelMixin,
                    viewsets.GenericViewSet):
     serializer_class = MediaSerializer
@@ -52,6 +58,8 @@ class MediaViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Dest
             return queryset.count()
         return Media.objects.visible_count(self.request.user, kind=self.filters.get("kind"))
 
+    @extend_schema(summary="Upload one file (multipart, field `file`)", request={"multipart/form-data": MediaUploadSerializer},
+                   responses={201: MediaSerializer, 200: MediaSerializer})
     def create(self, request):
         # Refuse before reading the body when it cannot fit. (Under ASGI the body gate did
         # so already, before Django received the body; under WSGI this is the first check.)
@@ -77,6 +85,7 @@ class MediaViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Dest
     def perform_destroy(self, instance: Media) -> None:
         media_delete(media=instance)
 
+    @extend_schema(summary="Move into the vault", request=None, responses=MediaSerializer)
     @action(detail=True, methods=["post"], url_path="move-to-vault")
     def move_to_vault(self, request, pk=None):
         """Into the caller's vault (unlocked by this credential): re-encrypted, sealed, out of the library."""
@@ -84,6 +93,7 @@ class MediaViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Dest
         media = vault_move_in(media=self.get_object(), unlocked=unlocked)
         return Response(revealed_json(Media.objects.prefetch_related("variants").get(pk=media.pk), unlocked))
 
+    @extend_schema(summary="New unguessable URLs", request=None, responses=MediaSerializer)
     @action(detail=True, methods=["post"], url_path="rotate-token")
     def rotate_token(self, request, pk=None):
         """New URLs for the original and variants; leaked old ones answer 404 from now on."""
@@ -91,6 +101,10 @@ class MediaViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Dest
         return Response(MediaSerializer(media).data)
 
 
+@extend_schema(summary="Which SHA-256s the caller already has", request=MediaExistsSerializer, responses=inline_serializer(
+    "MediaExists", {"exists": serializers.ListField(child=serializers.CharField()),
+                    "missing": serializers.ListField(child=serializers.CharField()),
+                    "media": serializers.DictField(child=serializers.UUIDField())}))
 @api_view(["POST"])
 def media_exists(request):
     """Which of these SHA-256s the caller already has, so a phone skips what the server holds."""

@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 from django.conf import settings
 from django.urls import Resolver404, get_script_prefix, resolve, reverse
 from django.utils.http import http_date
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, OpenApiTypes, extend_schema
 from rest_framework import status
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -36,6 +37,7 @@ from gallery.uploads.lifecycle import album_for, is_leased, upload_get_for, uplo
 from gallery.uploads.vault import is_vault
 from gallery.vault import keys
 from media_api.auth import HasScope
+from media_api.schema import TUS_RESUMABLE
 from media_api.views.vault import require_unlocked
 
 log = logging.getLogger(__name__)
@@ -207,6 +209,9 @@ class TusView(APIView):
             response["Tus-Version"] = tus.VERSION
         return response
 
+    @extend_schema(summary="tus discovery: version, extensions, maximum size, checksum algorithms", auth=[],
+                   responses={204: OpenApiResponse(description="Tus-Version, Tus-Extension, Tus-Max-Size, "
+                                                               "Tus-Checksum-Algorithm headers")})
     def options(self, request, *args, **kwargs):
         return Response(status=status.HTTP_204_NO_CONTENT, headers={
             "Tus-Version": tus.VERSION, "Tus-Extension": ",".join(tus.EXTENSIONS),
@@ -218,6 +223,18 @@ class TusView(APIView):
 class UploadCollection(TusView):
     """POST creates an upload (creation, creation-with-upload, concatenation)."""
 
+    @extend_schema(
+        summary="tus creation (creation-with-upload, concatenation)", request={OFFSET_OCTET_STREAM: OpenApiTypes.BINARY},
+        parameters=[TUS_RESUMABLE,
+                    OpenApiParameter("Upload-Length", OpenApiTypes.INT, OpenApiParameter.HEADER,
+                                     description="the file's size (not for a final concatenation)"),
+                    OpenApiParameter("Upload-Metadata", OpenApiTypes.STR, OpenApiParameter.HEADER,
+                                     description="comma-separated `key base64(value)`: filename, filetype, album"),
+                    OpenApiParameter("Upload-Concat", OpenApiTypes.STR, OpenApiParameter.HEADER,
+                                     description="`partial`, or `final;<upload URL> <upload URL> …`"),
+                    OpenApiParameter("Upload-Checksum", OpenApiTypes.STR, OpenApiParameter.HEADER,
+                                     description="`sha1|md5|sha256 base64(digest)` of the body sent with creation")],
+        responses={201: OpenApiResponse(description="created; Location is the upload's URL"), 413: OpenApiResponse(description="over the quota or the size cap")})
     def post(self, request):
         if "HTTP_UPLOAD_DEFER_LENGTH" in request.META:
             raise InvalidInput("Upload-Defer-Length is not supported; send Upload-Length")
@@ -261,6 +278,8 @@ class UploadCollection(TusView):
 class UploadResource(TusView):
     """HEAD tells the offset, PATCH appends, DELETE terminates."""
 
+    @extend_schema(summary="tus: the upload's offset", parameters=[TUS_RESUMABLE],
+                   responses={200: OpenApiResponse(description="Upload-Offset and Upload-Length headers")})
     def head(self, request, upload_id):
         upload = upload_get_for(user=request.user, upload_id=upload_id, kind=Upload.Kind.TUS)
         vault = keys.unlocked_for(request) if is_vault(upload) else None
@@ -276,6 +295,15 @@ class UploadResource(TusView):
             headers["Upload-Metadata"] = encode_metadata(upload.metadata)
         return Response(status=status.HTTP_200_OK, headers=headers)
 
+    @extend_schema(
+        summary="tus: append bytes at Upload-Offset", request={OFFSET_OCTET_STREAM: OpenApiTypes.BINARY},
+        parameters=[TUS_RESUMABLE,
+                    OpenApiParameter("Upload-Offset", OpenApiTypes.INT, OpenApiParameter.HEADER, required=True),
+                    OpenApiParameter("Upload-Checksum", OpenApiTypes.STR, OpenApiParameter.HEADER,
+                                     description="`sha1|md5|sha256 base64(digest)`; a mismatch is 460")],
+        responses={204: OpenApiResponse(description="Upload-Offset is the new offset; Media-Id once complete"),
+                   409: OpenApiResponse(description="the offset is not the upload's, or another PATCH holds it"),
+                   460: OpenApiResponse(description="checksum mismatch: the chunk was discarded")})
     def patch(self, request, upload_id):
         upload = upload_get_for(user=request.user, upload_id=upload_id, kind=Upload.Kind.TUS)
         if upload.concat == Upload.Concat.FINAL:  # 403 whatever the body, as the protocol says
@@ -290,6 +318,7 @@ class UploadResource(TusView):
         return Response(status=status.HTTP_204_NO_CONTENT,
                         headers=upload_headers(result.upload, result.media and result.media.pk))
 
+    @extend_schema(summary="tus termination", parameters=[TUS_RESUMABLE], responses={204: None})
     def delete(self, request, upload_id):
         upload = upload_get_for(user=request.user, upload_id=upload_id, kind=Upload.Kind.TUS)
         upload_terminate(upload=upload)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from rest_framework import status
+from drf_spectacular.utils import extend_schema, inline_serializer
+from rest_framework import serializers, status
 from rest_framework.decorators import api_view
 from rest_framework.response import Response
 from rest_framework.reverse import reverse
@@ -18,6 +19,13 @@ from media_api.serializers import (
 )
 
 
+@extend_schema(summary="Start a direct (presigned multipart) upload to S3", request=DirectUploadCreateSerializer,
+               responses={201: inline_serializer("DirectUploadPlan", {
+                   **DirectUploadSerializer().get_fields(),
+                   "parts": serializers.ListField(child=inline_serializer("DirectUploadPart", {
+                       "number": serializers.IntegerField(), "url": serializers.URLField(),
+                       "size": serializers.IntegerField()})),
+                   "complete_url": serializers.URLField(), "url": serializers.URLField()})})
 @api_view(["POST"])
 def direct_upload_create(request):
     """Reserve the size and hand out presigned part URLs (S3 storage only; 409 on local disk)."""
@@ -32,6 +40,8 @@ def direct_upload_create(request):
                      "complete_url": url + "complete", "url": url}, status=status.HTTP_201_CREATED)
 
 
+@extend_schema(methods=["GET"], summary="Where a direct upload stands", responses=DirectUploadSerializer)
+@extend_schema(methods=["DELETE"], summary="Abort a direct upload", responses={204: None})
 @api_view(["GET", "DELETE"])
 def direct_upload_detail(request, upload_id):
     """GET: where the upload stands (and its media once complete). DELETE: abort it."""
@@ -42,6 +52,12 @@ def direct_upload_detail(request, upload_id):
     return Response(DirectUploadSerializer(upload).data)
 
 
+DIRECT_UPLOAD_DONE = inline_serializer("DirectUploadDone", {
+    "upload": DirectUploadSerializer(), "media": MediaSerializer(allow_null=True)})
+
+
+@extend_schema(summary="Complete a direct upload after every part was PUT", request=DirectUploadCompleteSerializer,
+               responses={201: DIRECT_UPLOAD_DONE, 200: DIRECT_UPLOAD_DONE})
 @api_view(["POST"])
 def direct_upload_complete(request, upload_id):
     """Complete the multipart upload after the client PUT every part; records the media."""

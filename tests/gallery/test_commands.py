@@ -107,37 +107,6 @@ def test_first_run_creates_admin_once_and_prints_its_login():
     assert Album.objects.filter(owner=admin, is_favourites=True).exists()
 
 
-def test_import_folder_reports_each_file(alice, tmp_path, corpus):
-    import shutil
-
-    shutil.copy(corpus / "jpg" / "Canon_40D.jpg", tmp_path / "a.jpg")
-    shutil.copy(corpus / "jpg" / "Canon_40D.jpg", tmp_path / "same-again.jpg")
-    (tmp_path / "sub").mkdir()
-    (tmp_path / "sub" / "note.txt").write_text("hello")
-    out = run("import_folder", str(tmp_path), "--user", "alice")
-    assert "2 imported, 1 duplicate, 0 error" in out
-    from gallery.models import Media
-
-    assert Media.objects.filter(owner=alice).count() == 2
-    with pytest.raises(CommandError, match="not a folder"):
-        run("import_folder", str(tmp_path / "missing"), "--user", "alice")
-
-
-def test_import_folder_dates_files_by_their_modification_time(alice, tmp_path):
-    import os
-    from datetime import datetime, timezone
-
-    from gallery.models import Media
-
-    note = tmp_path / "old-note.txt"
-    note.write_text("written long ago")
-    when = datetime(2015, 3, 1, 12, 0, tzinfo=timezone.utc)
-    os.utime(note, (when.timestamp(), when.timestamp()))
-    run("import_folder", str(tmp_path), "--user", "alice")
-    media = Media.objects.get(owner=alice, original_filename="old-note.txt")
-    assert media.taken_at == when and media.taken_at_estimated
-
-
 def test_createuser_plan_and_personal_quota(settings):
     run("createuser", "ida", "--password", "a-long-password", "--plan", "pro")
     ida = User.objects.get(username="ida")

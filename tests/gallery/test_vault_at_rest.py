@@ -147,6 +147,19 @@ def test_nothing_about_a_vault_item_can_be_read_at_rest(storage, settings, tmp_p
         assert b"".join(part.streaming_content) == data[100:5001]
         assert reader.get(item["variants"]["3s"]["url"]).status_code == 200
     assert marker in client.get(f"/api/v1/vault/media/{second}/").json()["name"]
+    from gallery.models import Tag, VaultItem
+    from gallery.services.vault_media import vault_meta_read
+    from gallery.vault import keys as vault_keys
+
+    assert not Tag.objects.filter(owner=alice).exists()  # keywords are sealed, never Tag rows
+    request = type("R", (), {"META": {"HTTP_AUTHORIZATION": client._credentials["HTTP_AUTHORIZATION"]}})()
+    unlock = vault_keys.unlocked(user_id=alice.pk, credential=vault_keys.credential_of(request))
+    from gallery.services.vault import vault_file_key
+
+    item = VaultItem.objects.get(media_id=second)
+    meta = vault_meta_read(media_id=second, file_key=vault_file_key(unlocked=unlock, media_id=second,
+                                                                    wrapped=item.wrapped_key))
+    assert meta["keywords"] == [f"{marker}keyword"] and marker in meta["details"]["description"]
     client.post("/api/v1/vault/lock")
 
     # Every stored blob is a vault blob; no key in the cache; nothing readable anywhere.
