@@ -11,7 +11,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from django.db.models import Prefetch
-from rest_framework import status
+from drf_spectacular.utils import extend_schema, inline_serializer
+from rest_framework import serializers, status
 from rest_framework.decorators import api_view
 from rest_framework.response import Response
 
@@ -22,6 +23,21 @@ from gallery.services.vault import vault_change_passphrase, vault_lock, vault_se
 from gallery.services.vault_media import vault_move_out, vault_open, vault_reveal
 from gallery.vault import keys
 from media_api.serializers import VARIANT_FIELDS, MediaSerializer
+
+STATUS = inline_serializer("VaultStatus", {
+    "exists": serializers.BooleanField(), "unlocked": serializers.BooleanField(),
+    "unlocked_until": serializers.DateTimeField(allow_null=True, help_text="when this credential locks if unused"),
+    "count": serializers.IntegerField(), "bytes": serializers.IntegerField()})
+PASSPHRASE = inline_serializer("VaultPassphrase", {"passphrase": serializers.CharField(min_length=10)})
+UNLOCK = inline_serializer("VaultUnlock", {"passphrase": serializers.CharField(required=False),
+                                           "recovery_key": serializers.CharField(required=False)})
+UNLOCKED = inline_serializer("VaultUnlocked", {"unlocked_until": serializers.DateTimeField()})
+CHANGE = inline_serializer("VaultPassphraseChange", {
+    "old": serializers.CharField(required=False), "recovery_key": serializers.CharField(required=False),
+    "new": serializers.CharField(min_length=10)})
+PAGE = inline_serializer("VaultMediaPage", {
+    "count": serializers.IntegerField(), "next": serializers.CharField(allow_null=True),
+    "previous": serializers.CharField(allow_null=True), "results": MediaSerializer(many=True)})
 
 
 def _iso(moment: float | None) -> str | None:
@@ -49,6 +65,7 @@ def _vault_items(request, unlocked: keys.Unlocked):
             .select_related("owner").prefetch_related(variants))
 
 
+@extend_schema(summary="The vault's status", operation_id="vault_status", responses=STATUS)
 @api_view(["GET"])
 def vault_detail(request):
     """exists, unlocked, unlocked_until, count, bytes. Asking is not using: a page that polls
@@ -58,12 +75,16 @@ def vault_detail(request):
     return Response(answer)
 
 
+@extend_schema(summary="Set up the vault", operation_id="vault_setup", request=PASSPHRASE, responses={
+    201: inline_serializer("VaultRecoveryKey", {"recovery_key": serializers.CharField(help_text="shown once")})})
 @api_view(["POST"])
 def setup(request):
     recovery_key = vault_setup(user=request.user, passphrase=request.data.get("passphrase"))
     return Response({"recovery_key": recovery_key}, status=status.HTTP_201_CREATED)
 
 
+@extend_schema(summary="Unlock the vault for this credential", operation_id="vault_unlock", request=UNLOCK,
+               responses=UNLOCKED)
 @api_view(["POST"])
 def unlock(request):
     credential = keys.credential_of(request)
@@ -78,6 +99,8 @@ def unlock(request):
     return response
 
 
+@extend_schema(summary="Lock the vault for this credential", operation_id="vault_lock", request=None,
+               responses={204: None})
 @api_view(["POST"])
 def lock(request):
     vault_lock(user=request.user, credential=keys.credential_of(request))
@@ -87,6 +110,8 @@ def lock(request):
     return response
 
 
+@extend_schema(summary="Change the vault's passphrase", operation_id="vault_passphrase", request=CHANGE,
+               responses={204: None})
 @api_view(["POST"])
 def passphrase(request):
     vault_change_passphrase(user=request.user, new=request.data.get("new"), old=request.data.get("old"),
@@ -94,6 +119,7 @@ def passphrase(request):
     return Response(status=status.HTTP_204_NO_CONTENT)
 
 
+@extend_schema(summary="The vault's items (unlocked)", operation_id="vault_media_list", responses=PAGE)
 @api_view(["GET"])
 def media_list(request):
     """Every vault item, newest capture first (dates are sealed: sorted after decryption)."""
@@ -110,6 +136,10 @@ def _item(request, unlocked: keys.Unlocked, media_id) -> Media:
     return media
 
 
+@extend_schema(methods=["GET"], summary="One vault item (unlocked)", operation_id="vault_media_retrieve",
+               responses=MediaSerializer)
+@extend_schema(methods=["DELETE"], summary="Delete a vault item (unlocked)", operation_id="vault_media_destroy",
+               responses={204: None})
 @api_view(["GET", "DELETE"])
 def media_item(request, media_id):
     unlocked = require_unlocked(request)
@@ -120,6 +150,8 @@ def media_item(request, media_id):
     return Response(revealed_json(media, unlocked))
 
 
+@extend_schema(summary="Move a vault item back to the library (unlocked)", operation_id="vault_media_move_out",
+               request=None, responses=MediaSerializer)
 @api_view(["POST"])
 def move_to_library(request, media_id):
     unlocked = require_unlocked(request)
