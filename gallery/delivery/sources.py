@@ -10,13 +10,14 @@ import abc
 import itertools
 import logging
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
 from typing import BinaryIO
 
 from django.core.files.storage import Storage
 
 from gallery.delivery import ranges
-from gallery.delivery.blobcache import BlobCache, get_cache
+from gallery.delivery.blobcache import BlobCache, close_iterator, get_cache
 from gallery.storage import is_s3, s3_client
 from gallery.vault import crypto
 
@@ -189,4 +190,25 @@ class VaultSource(Source):
             if self.header is None:
                 self.header = self._checked(b"".join(self.inner.read(0, crypto.HEADER_SIZE - 1)))
             sealed = self.inner.read(start, end)
-        yield from crypto.decrypt_span(self.file_key, self.file_id, self.header, first, last, sealed)
+        pieces = crypto.decrypt_span(self.file_key, self.file_id, self.header, first, last, sealed)
+        if last - first + 1 <= PREFETCH_OVER:
+            yield from pieces
+        else:  # a long span: the next piece is read and decrypted while this one is sent
+            yield from _ahead(pieces)
+
+
+# Spans longer than this are decrypted one piece ahead of the sender, in a thread of their own.
+PREFETCH_OVER = 4 * 1024 * 1024
+
+
+def _ahead(pieces: Iterator[bytes]) -> Iterator[bytes]:
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vault-ahead")
+    try:
+        pending = pool.submit(next, pieces, None)
+        while (piece := pending.result()) is not None:
+            pending = pool.submit(next, pieces, None)
+            yield piece
+    finally:
+        # Closed in the thread that ran it, after the piece in flight (a client that left).
+        pool.submit(close_iterator, pieces).result()
+        pool.shutdown(wait=True)
