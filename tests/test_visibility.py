@@ -136,6 +136,17 @@ def test_a_vault_item_is_visible_only_to_its_owners_unlocked_credential(alice, c
     assert owner.get(f"/api/v1/media/?sha256={media.sha256}").json()["results"] == []
     assert owner.post("/api/v1/media/exists", {"sha256": [item["sha256"]]}, format="json").json()["exists"] == []
     assert str(media.token) not in browser.get("/").content.decode()
+    # The session unlocks for itself (its vault cookie); a copy of the session without the cookie does not.
+    from tests.vault_support import PASSPHRASE
+
+    assert browser.post("/api/v1/vault/unlock", {"passphrase": PASSPHRASE},
+                        content_type="application/json").status_code == 200
+    cookieless = Client()
+    cookieless.cookies["sessionid"] = browser.cookies["sessionid"].value
+    for path in delivery_urls(media):
+        assert browser.get(path, HTTP_RANGE="bytes=0-9").status_code == 206, path
+        assert cookieless.get(path).status_code == 404, path
     owner.post("/api/v1/vault/lock")
     for path in delivery_urls(media):
         assert unlocked_client.get(path).status_code == 404, path
+    assert browser.get(delivery_urls(media)[0]).status_code == 200  # each credential locks for itself
