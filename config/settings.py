@@ -400,14 +400,25 @@ AUTHENTICATION_BACKENDS = [
 THROTTLE_WINDOW_SECONDS = env_int("THROTTLE_WINDOW_SECONDS", 60, minimum=1)
 LOGIN_FAILURES_PER_ACCOUNT = env_int("LOGIN_FAILURES_PER_ACCOUNT", 5, minimum=1)
 LOGIN_FAILURES_PER_ADDRESS = env_int("LOGIN_FAILURES_PER_ADDRESS", 20, minimum=1)
-# scope -> (failures allowed, window in seconds); other doors (vault unlock, share passwords) add theirs.
+# Wrong share-link passwords allowed per window, per share and per client address.
+SHARE_PASSWORD_FAILURES_PER_SHARE = env_int("SHARE_PASSWORD_FAILURES_PER_SHARE", 10, minimum=1)
+SHARE_PASSWORD_FAILURES_PER_ADDRESS = env_int("SHARE_PASSWORD_FAILURES_PER_ADDRESS", 20, minimum=1)
 # Wrong vault passphrases or recovery keys allowed per user and window (gallery.services.vault).
 VAULT_UNLOCK_FAILURES = env_int("VAULT_UNLOCK_FAILURES", 5, minimum=1)
+# scope -> (failures allowed, window in seconds).
 THROTTLE_RULES = {
     "login-account": (LOGIN_FAILURES_PER_ACCOUNT, THROTTLE_WINDOW_SECONDS),
     "login-address": (LOGIN_FAILURES_PER_ADDRESS, THROTTLE_WINDOW_SECONDS),
+    "share-password": (SHARE_PASSWORD_FAILURES_PER_SHARE, THROTTLE_WINDOW_SECONDS),
+    "share-address": (SHARE_PASSWORD_FAILURES_PER_ADDRESS, THROTTLE_WINDOW_SECONDS),
     "vault-unlock": (VAULT_UNLOCK_FAILURES, THROTTLE_WINDOW_SECONDS),
 }
+# How long an unlocked password-protected share stays open in a browser (its signed cookie).
+SHARE_UNLOCK_SECONDS = env_int("SHARE_UNLOCK_SECONDS", 7 * 24 * 3600, minimum=60)
+
+# --- Sync for phones (gallery.services.changes) --------------------------------------------
+# Days a deletion is remembered for /api/v1/sync/; an older cursor gets 410 full_sync_required.
+SYNC_TOMBSTONE_DAYS = env_int("SYNC_TOMBSTONE_DAYS", 90, minimum=1)
 
 # --- The vault (gallery.vault, docs/vault.md) ----------------------------------------------
 # Argon2id for the passphrase: at least 64 MiB and 3 passes. A keyring keeps the parameters

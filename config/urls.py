@@ -24,5 +24,7 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="api-schema"), name="api-docs"),
     # Tokens are URL-safe base64 and levels short names: anything else is 404 before a query.
     re_path(r"^m/(?P<token>[A-Za-z0-9_-]{1,64})/(?P<level>[0-9a-z]{1,8})/$", delivery.serve_media, name="media-file"),
+    re_path(r"^s/(?P<share_token>[A-Za-z0-9_-]{1,64})/m/(?P<token>[A-Za-z0-9_-]{1,64})/(?P<level>[0-9a-z]{1,8})/$",
+            delivery.serve_shared_media, name="share-file"),
     path("", include("gallery.web.urls")),
 ]

@@ -128,6 +128,34 @@ class LoginRefused(ChipmunkError):
     status = 403
 
 
+# --- Sync (gallery.services.changes) -------------------------------------------------------
+class FullSyncRequired(ChipmunkError):
+    """A sync cursor from before the oldest kept tombstone: the client must start over."""
+
+    code = "full_sync_required"
+    status = 410
+
+
+# --- Share links (gallery.sharing, gallery.services.sharing) ------------------------------
+class PasswordRequired(ChipmunkError):
+    """A password-protected share that this client has not unlocked."""
+
+    code = "password_required"
+    status = 403
+
+
+class WrongPassword(ChipmunkError):
+    code = "wrong_password"
+    status = 403
+
+
+class Throttled(ChipmunkError):
+    """Too many wrong guesses; `retry_after` seconds until the next may be tried."""
+
+    code = "throttled"
+    status = 429
+
+
 # --- The vault (gallery.services.vault, gallery.services.vault_media) ----------------------
 class VaultLocked(ChipmunkError):
     """The vault exists but this credential has not unlocked it (or it locked itself)."""
@@ -150,8 +178,5 @@ class VaultWrongSecret(ChipmunkError):
     status = 403
 
 
-class VaultThrottled(ChipmunkError):
+class VaultThrottled(Throttled):
     """Too many wrong passphrases or recovery keys for this user in the window (`retry_after`)."""
-
-    code = "throttled"
-    status = 429

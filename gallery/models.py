@@ -79,6 +79,10 @@ class User(AbstractUser):
         return max(0, self.quota_bytes - self.used_bytes - self.reserved_bytes)
 
 
+# In the library: what an owner browses and a share may show (trash and vault are apart).
+IN_LIBRARY = Q(trashed_at__isnull=True, in_vault=False)
+
+
 class MediaQuerySet(models.QuerySet):
     def owned_by(self, user) -> MediaQuerySet:
         if not getattr(user, "is_authenticated", False):
@@ -89,12 +93,23 @@ class MediaQuerySet(models.QuerySet):
         """The one rule for who may see a media, used by every door (API, delivery, web pages,
         websocket, search): the user's own library, neither trashed nor in the vault; and
         their vault items too when `vault` is the unlock of the credential asking
-        (gallery.vault.keys.Unlocked, only ever made from a key that opened the vault).
-        Share links will widen it here, nowhere else."""
-        mine = self.owned_by(user).filter(trashed_at__isnull=True)
+        (gallery.vault.keys.Unlocked, only ever made from a key that opened the vault). Share
+        links widen it in shared_by below; nowhere else."""
         if vault is not None and getattr(user, "pk", None) is not None and vault.user_id == user.pk:
-            return mine
-        return mine.filter(in_vault=False)
+            return self.owned_by(user).filter(trashed_at__isnull=True)
+        return self.owned_by(user).filter(IN_LIBRARY)
+
+    def shared_by(self, share) -> MediaQuerySet:
+        """The other half of the rule: what a share link (gallery.models_sharing.Share) shows to
+        anyone who holds it. A live share only (not revoked, not expired); its media or the
+        album's current media, of the share's owner, never trashed or vault items. Whether the
+        caller may use the link (its password) is asked before this, by gallery.sharing."""
+        if share is None or not share.is_live():
+            return self.none()
+        qs = self.filter(IN_LIBRARY, owner_id=share.owner_id)
+        if share.media_id is not None:
+            return qs.filter(pk=share.media_id)
+        return qs.filter(albums__id=share.album_id)
 
     def same_bytes(self, *, owner_id, sha256: str, vault: bool = False) -> MediaQuerySet:
         """The owner's media known to have these bytes, oldest first: what dedup resolves an
@@ -471,4 +486,8 @@ class Upload(models.Model):
         if self.state != self.State.ACTIVE or not self.is_complete:
             return False
         return self.concat != self.Concat.PARTIAL or bool(self.s3_upload_id)
+
+
+from gallery.models_sharing import Share  # noqa: E402,F401
+from gallery.models_sync import MediaChange, SyncClock  # noqa: E402,F401
 from gallery.models_vault import VaultItem, VaultKeyring  # noqa: E402,F401

@@ -8,6 +8,7 @@ from typing import Any
 from gallery.delivery.blobcache import forget_cached
 from gallery.jobs import job, periodic
 from gallery.processing import pipeline as processing
+from gallery.services import changes
 from gallery.uploads import cleanup
 from gallery.uploads import direct as direct_uploads
 from gallery.vault import blobs as vault_blobs
@@ -56,3 +57,10 @@ def uploads_cleanup() -> None:
     report = cleanup.uploads_cleanup()
     if report.expired or report.completed or report.orphans or report.errors:
         log.info("uploads cleanup: %s", report)
+
+
+@periodic("sync_prune", every_seconds=6 * 3600)
+def sync_prune() -> None:
+    removed = changes.changes_prune()
+    if removed:
+        log.info("sync: forgot %d tombstones older than SYNC_TOMBSTONE_DAYS", removed)

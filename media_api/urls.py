@@ -3,14 +3,19 @@ from __future__ import annotations
 from django.urls import path, re_path
 from rest_framework.routers import SimpleRouter
 
-from media_api.views import account, media, tus, uploads, vault
+from media_api.views import account, media, shares, sync, tus, uploads, vault
 
 router = SimpleRouter()
 router.register("media", media.MediaViewSet, basename="media")
+router.register("shares", shares.ShareViewSet, basename="shares")
 
 urlpatterns = [
     path("me/", account.me, name="me"),
     path("usage/", account.usage, name="usage"),
+    path("sync/", sync.sync, name="sync"),
+    path("shared/<str:token>/", shares.shared, name="shared"),
+    path("shared/<str:token>/unlock", shares.shared_unlock, name="shared-unlock"),
+    path("shared/<str:token>/unlock/", shares.shared_unlock),
     # Before the router, whose media/<pk>/ would take "exists".
     re_path(r"^media/exists/?$", media.media_exists, name="media-exists"),
     # tus: the collection and the upload URLs, with or without a trailing slash.

@@ -103,6 +103,44 @@ def test_a_revoked_key_reads_nothing_at_once(alice, upload, corpus):
     assert client.get(f"/api/v1/media/{media.pk}/").status_code == 401
 
 
+# --- Share links: the rule's share half (Media.objects.shared_by) ------------------------------
+def share_urls(share, media: Media) -> list[str]:
+    return [f"/s/{share.token}/m/{media.token}/{level}/" for level in ("0", "1", "3s")]
+
+
+@pytest.mark.parametrize("item", list(STATES), indirect=True)
+@pytest.mark.parametrize("who", ["owner", "stranger", "anonymous"])
+def test_share_urls_follow_the_one_rule(item, who, alice, charlie):
+    from gallery.services.sharing import share_create, share_revoke
+
+    _, browser = callers(alice, charlie)[who]
+    share = share_create(owner=alice, media=item, allow_download=True)
+    visible = item.in_vault is False and item.trashed_at is None
+    for path in share_urls(share, item):
+        # Whoever holds the link, logged in or not, gets what the share shows: never a trashed
+        # or vault item.
+        assert browser.get(path).status_code == (200 if visible else 404), (who, path)
+    response = APIClient().get(f"/api/v1/shared/{share.token}/")
+    assert [m["id"] for m in response.json()["results"]] == ([str(item.pk)] if visible else [])
+    share_revoke(share=share)
+    for path in share_urls(share, item):
+        assert browser.get(path).status_code == 404, (who, path)
+    assert APIClient().get(f"/api/v1/shared/{share.token}/").status_code == 404
+
+
+@pytest.mark.parametrize("item", ["visible"], indirect=True)
+def test_a_share_opens_nothing_else_of_the_owner(item, alice, upload, corpus):
+    from gallery.services.sharing import share_create
+
+    other = Media.objects.get(pk=upload(api_client(alice), corpus / "jpg" / "Nikon_D70.jpg").json()["id"])
+    share = share_create(owner=alice, media=item)
+    for path in share_urls(share, other):
+        assert Client().get(path).status_code == 404, path
+    # Nor does it open the owner's /m/ URLs or API for the holder of the link.
+    assert Client().get(f"/m/{item.token}/3s/").status_code == 404
+    assert APIClient().get(f"/api/v1/media/{item.pk}/").status_code == 401
+
+
 def test_a_vault_item_is_visible_only_to_its_owners_unlocked_credential(alice, charlie, settings, corpus,
                                                                        django_capture_on_commit_callbacks):
     """The unlocked vault widens the one rule for the credential that unlocked it, on the

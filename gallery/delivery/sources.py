@@ -18,6 +18,7 @@ from django.core.files.storage import Storage
 
 from gallery.delivery import ranges
 from gallery.delivery.blobcache import BlobCache, close_iterator, get_cache
+from gallery.processing.jpeg_gps import Patch, apply_patches
 from gallery.storage import is_s3, s3_client
 from gallery.vault import crypto
 
@@ -135,6 +136,22 @@ class CachedS3Source(S3Source):
                     continue
                 with handle:
                     yield from _read_file(handle, lo - block_first, hi - block_first, self.key)
+
+
+class PatchedSource(Source):
+    """Another source's bytes with some ranges overwritten (same length): a GPS-free original."""
+
+    def __init__(self, inner: Source, patches: list[Patch]) -> None:
+        self.inner, self.patches = inner, patches
+
+    def __exit__(self, *exc: object) -> None:
+        self.inner.__exit__(*exc)
+
+    def read(self, first: int, last: int) -> Iterator[bytes]:
+        position = first
+        for chunk in self.inner.read(first, last):
+            yield apply_patches(chunk, position, self.patches)
+            position += len(chunk)
 
 
 def source_for(storage: Storage, *, key: str, size: int, owner: str) -> Source:

@@ -23,6 +23,14 @@ Cache-Control: variants are immutable for a year (a changed variant is a new key
 should carry a version, e.g. ?v=<created>, which this view ignores); originals are
 `private, no-cache`: browsers keep them but revalidate (a cheap 304) so a trashed or
 vaulted original stops being shown at once.
+
+Share links have their own URLs, /s/<share token>/m/<token>/<level>/ (serve_shared_media):
+the share is opened by gallery.sharing (live, unlocked) and the media found through the
+visibility rule's share half, Media.objects.shared_by. The original needs allow_download;
+unless the share shows metadata, nothing that may carry a position leaves: image levels are
+WebP written without metadata, a JPEG original streams with its GPS blanked
+(gallery.processing.jpeg_gps; same length, so ranges stay true), and any other original or
+video rendition of a media with a known position is 404.
 """
 
 from __future__ import annotations
@@ -46,12 +54,15 @@ from django.views.decorators.http import require_http_methods
 from gallery.auth import authenticate
 from gallery.delivery import ranges
 from gallery.delivery.blobcache import close_iterator
-from gallery.delivery.sources import VaultSource, body, source_for
+from gallery.delivery.sources import PatchedSource, VaultSource, body, source_for
+from gallery.exceptions import ChipmunkError
 from gallery.models import Media, Variant
 from gallery.processing.filetypes import clean_media_type, safe_served_type
+from gallery.processing.jpeg_gps import gps_patches, is_jpeg
 from gallery.services.vault import vault_file_key
 from gallery.services.vault_media import vault_open
-from gallery.storage import is_s3, media_storage, presign_url
+from gallery.sharing import REFUSE, SEND_WITHOUT_GPS, share_open, share_sends
+from gallery.storage import STORAGE_ERRORS, blob_head, is_s3, media_storage, presign_url
 from gallery.vault import crypto, keys
 
 logger = logging.getLogger(__name__)
@@ -92,6 +103,8 @@ class Target:
     rep: ranges.Representation
     filename: str | None  # originals only: for Content-Disposition
     mode: str  # stream | x-accel | redirect: see delivery_mode
+    # (offset, bytes) written over the blob's bytes as they stream (a share's GPS-free original).
+    patches: tuple[tuple[int, bytes], ...] = ()
     sealed: Sealed | None = None  # a vault item's blob: decrypted on the way out
 
 
@@ -105,19 +118,91 @@ def find_target(request: HttpRequest, token: str, level: str) -> Target | None:
     caller = authenticate(request)
     if caller is None:
         return None
-    media, variant = _lookup(Media.objects.visible_to(caller.user), token, level)
-    unlock = None
-    if media is None:
-        # Not in the library: a vault item, if this credential holds the vault open.
-        unlock = keys.unlocked(user_id=caller.user.pk, credential=keys.credential_of(request))
-        if unlock is None:
+    found = _lookup(Media.objects.visible_to(caller.user), token, level)
+    if found is not None:
+        return _target(*found)
+    # Not in the library: a vault item, if this credential holds the vault open.
+    unlock = keys.unlocked(user_id=caller.user.pk, credential=keys.credential_of(request))
+    if unlock is None:
+        return None
+    found = _lookup(Media.objects.visible_to(caller.user, vault=unlock).filter(in_vault=True), token, level,
+                    sealed=True)
+    return _vault_target(*found, unlock) if found is not None else None
+
+
+def find_shared_target(request: HttpRequest, share_token: str, token: str, level: str) -> Target | None:
+    """The blob behind token/level if the share (live, unlocked) shows it, else None (404)."""
+    try:
+        share = share_open(request, share_token)
+    except ChipmunkError:
+        return None
+    found = _lookup(Media.objects.shared_by(share), token, level)
+    if found is None:
+        return None
+    how = share_sends(share, *found)
+    target = _target(*found) if how != REFUSE else None
+    if target is not None and how == SEND_WITHOUT_GPS:
+        return _without_gps(target)
+    return target
+
+
+# Bytes of a JPEG read to find its metadata: most fit in the first, some need the second.
+_HEAD_READS = (256 * 1024, 4 * 1024 * 1024)
+
+
+def _without_gps(target: Target) -> Target | None:
+    """A JPEG original's target with its GPS blanked as it streams; None when its metadata
+    cannot be read to the end (then nothing is sent)."""
+    for length in _HEAD_READS:
+        try:
+            head = blob_head(target.key, target.rep.size, min(length, target.rep.size))
+        except STORAGE_ERRORS:
+            logger.exception("delivery: could not read the head of %s", target.key)
             return None
-        media, variant = _lookup(Media.objects.visible_to(caller.user, vault=unlock).filter(in_vault=True),
-                                 token, level, sealed=True)
-        if media is None:
+        patches = gps_patches(head) if is_jpeg(head) else None
+        if patches is not None:
+            rep = replace(target.rep, etag=target.rep.etag[:-1] + '-nogps"')
+            return replace(target, rep=rep, patches=tuple(patches), mode="stream")
+        if length >= target.rep.size:
+            break
+    return None
+
+
+def _lookup(media_qs, token: str, level: str, *, sealed: bool = False) -> tuple[Media, Variant | None] | None:
+    """(media, variant or None for the original) of this token and level within media_qs, in
+    one query; with `sealed` (vault items) their VaultItem rows come along."""
+    media_qs = media_qs.filter(token=token)
+    if level == ORIGINAL_LEVEL:
+        media, variant = (media_qs.select_related("vault_item") if sealed else media_qs).first(), None
+    else:
+        related = ("media", "media__vault_item") if sealed else ("media",)
+        variant = Variant.objects.select_related(*related).filter(level=level, media__in=media_qs).first()
+        media = variant.media if variant is not None else None
+    return (media, variant) if media is not None else None
+
+
+def _vault_target(media: Media, variant: Variant | None, unlock: keys.Unlocked) -> Target | None:
+    """A vault item's blob for the unlocked owner: always streamed by us, decrypted per chunk."""
+    if variant is None:
+        if not media.original_key or media.status == Media.Status.UPLOADING:
             return None
-    if media.in_vault:
-        return _vault_target(media, variant, unlock)
+        file_key, meta = vault_open(media=media, unlocked=unlock, item=media.vault_item)
+        rep = ranges.Representation(size=media.size, etag=f'"{_key_digest(media.original_key, media.size)}"',
+                                    last_modified=media.updated_at,
+                                    content_type=meta.get("content_type") or "application/octet-stream")
+        sealed = Sealed(file_key, crypto.blob_file_id(media.pk, ORIGINAL_LEVEL))
+        return Target(media.original_key, str(media.owner_id), rep, meta.get("name") or "download", "stream",
+                      sealed=sealed)
+    if not variant.storage_key:
+        return None
+    file_key = vault_file_key(unlocked=unlock, media_id=media.pk, wrapped=media.vault_item.wrapped_key)
+    rep = ranges.Representation(size=variant.size, etag=f'"{_key_digest(variant.storage_key, variant.size)}"',
+                                last_modified=variant.created_at, content_type=variant.content_type)
+    sealed = Sealed(file_key, crypto.blob_file_id(media.pk, variant.level))
+    return Target(variant.storage_key, str(media.owner_id), rep, None, "stream", sealed=sealed)
+
+
+def _target(media: Media, variant: Variant | None) -> Target | None:
     mode = delivery_mode(media)
     if variant is None:
         if not media.original_key or media.status == Media.Status.UPLOADING:
@@ -131,37 +216,6 @@ def find_target(request: HttpRequest, token: str, level: str) -> Target | None:
     rep = ranges.Representation(size=variant.size, etag=f'"{_key_digest(variant.storage_key, variant.size)}"',
                                 last_modified=variant.created_at, content_type=variant.content_type)
     return Target(variant.storage_key, str(media.owner_id), rep, None, mode)
-
-
-def _lookup(media_qs, token: str, level: str, *, sealed: bool = False) -> tuple[Media | None, Variant | None]:
-    """The media (and variant) of token/level among `media_qs`, in one query; with `sealed`
-    (vault items) their VaultItem rows come along."""
-    media_qs = media_qs.filter(token=token)
-    if level == ORIGINAL_LEVEL:
-        return (media_qs.select_related("vault_item") if sealed else media_qs).first(), None
-    related = ("media", "media__vault_item") if sealed else ("media",)
-    variant = Variant.objects.select_related(*related).filter(level=level, media__in=media_qs).first()
-    return (variant.media if variant is not None else None), variant
-
-
-def _vault_target(media: Media, variant: Variant | None, unlock: keys.Unlocked) -> Target | None:
-    """A vault item's blob for the unlocked owner: always streamed by us, decrypted per chunk."""
-    if variant is None:
-        if not media.original_key or media.status == Media.Status.UPLOADING:
-            return None
-        file_key, meta = vault_open(media=media, unlocked=unlock, item=media.vault_item)
-        rep = ranges.Representation(size=media.size, etag=f'"{_key_digest(media.original_key, media.size)}"',
-                                    last_modified=media.updated_at,
-                                    content_type=meta.get("content_type") or "application/octet-stream")
-        sealed = Sealed(file_key, crypto.blob_file_id(media.pk, ORIGINAL_LEVEL))
-        return Target(media.original_key, str(media.owner_id), rep, meta.get("name") or "download", "stream", sealed)
-    if not variant.storage_key:
-        return None
-    file_key = vault_file_key(unlocked=unlock, media_id=media.pk, wrapped=media.vault_item.wrapped_key)
-    rep = ranges.Representation(size=variant.size, etag=f'"{_key_digest(variant.storage_key, variant.size)}"',
-                                last_modified=variant.created_at, content_type=variant.content_type)
-    sealed = Sealed(file_key, crypto.blob_file_id(media.pk, variant.level))
-    return Target(variant.storage_key, str(media.owner_id), rep, None, "stream", sealed)
 
 
 def delivery_mode(media: Media) -> str:
@@ -225,7 +279,16 @@ def serve_media(request: HttpRequest, token: str, level: str) -> HttpResponseBas
     work before the first byte (the lookup, a presigned URL, the first chunk); the rest of a
     body is read in _io_pool threads.
     """
-    target = find_target(request, token, level)
+    return _serve(request, find_target(request, token, level))
+
+
+@require_http_methods(["GET", "HEAD"])
+def serve_shared_media(request: HttpRequest, share_token: str, token: str, level: str) -> HttpResponseBase:
+    """The same, for a media that the share link `share_token` shows (no login needed)."""
+    return _serve(request, find_shared_target(request, share_token, token, level))
+
+
+def _serve(request: HttpRequest, target: Target | None) -> HttpResponseBase:
     if target is None:
         raise Http404("no such media")
     target = _with_safe_type(target)
@@ -276,6 +339,8 @@ def _stream_response(request: HttpRequest, storage: Storage, target: Target,
                                owner=target.owner_id)
             source = VaultSource(inner, file_key=target.sealed.file_key, file_id=target.sealed.file_id,
                                  size=target.rep.size)
+        if target.patches:
+            source = PatchedSource(source, list(target.patches))
         chunks = body(source, decision)
     # A streaming response even when empty: CommonMiddleware adds "Content-Length: 0" to a
     # plain 304, which RFC 9110 §8.6 forbids (it must be absent or the 200's length).

@@ -26,6 +26,7 @@ from django.utils import timezone
 
 from gallery import events
 from gallery.models import Media, Variant, zone_named
+from gallery.services.changes import media_changed
 from gallery.services.metadata import media_tags_from_metadata
 from gallery.services.vault_media import vault_meta_update
 from gallery.storage import is_s3, media_storage, variant_key
@@ -335,6 +336,7 @@ def media_process(*, media_id: uuid.UUID | str, file_key: bytes | None = None) -
         Media.objects.filter(pk=media.pk).update(**fields)
         if outcome.tags:
             media_tags_from_metadata(media=media, names=outcome.tags)
+        media_changed(owner_id=media.owner_id, media_ids=[media.pk])
         events.send_after_commit(media.owner_id, "media.ready", media_id=str(media.pk))
 
 
@@ -354,9 +356,13 @@ def _vault_ready(media: Media, outcome: Outcome, file_key: bytes) -> None:
 
 def media_mark_failed(*, media_id: uuid.UUID | str, error: str) -> None:
     """Record that a media cannot be processed, and tell its owner's pages."""
-    media = Media.objects.filter(pk=media_id).only("owner_id").first()
+    media = Media.objects.filter(pk=media_id).only("owner_id", "in_vault").first()
     if media is None:
         return
     error = without_nul(error)
-    Media.objects.filter(pk=media_id).update(status=Media.Status.FAILED, error=error[:5000], updated_at=timezone.now())
+    with transaction.atomic():
+        Media.objects.filter(pk=media_id).update(status=Media.Status.FAILED, error=error[:5000],
+                                                 updated_at=timezone.now())
+        if not media.in_vault:  # sync never hears of vault items
+            media_changed(owner_id=media.owner_id, media_ids=[media_id])
     events.send(media.owner_id, "media.failed", media_id=str(media_id), error=error[:500])

@@ -20,6 +20,7 @@ from gallery.exceptions import StorageUnavailable
 from gallery.models import Album, KindUsage, Media, User, new_media_token
 from gallery.processing.filetypes import SNIFF_BYTES, content_type_for, kind_for
 from gallery.services.accounts import quota_check
+from gallery.services.changes import media_changed
 from gallery.storage import STORAGE_ERRORS, blob_head, media_storage, original_key, sha256_of
 
 
@@ -122,6 +123,7 @@ def media_record(*, owner: User, media_id: uuid.UUID, key: str, size: int, sha25
     events.send_after_commit(owner.pk, "media.created", media_id=str(media.pk), status=media.status)
     if status == Media.Status.PENDING:
         media_queue_processing(media=media)
+    media_changed(owner_id=locked.pk, media_ids=[media.pk])
     return IngestResult(media=media, created=True)
 
 
@@ -147,10 +149,12 @@ def media_queue_processing(*, media: Media) -> None:
     jobs.enqueue("process_media", {"media_id": str(media.pk)}, queue=queue)
 
 
+@transaction.atomic
 def media_rotate_token(*, media: Media) -> Media:
     """Give a media a new delivery token: every URL handed out before stops working."""
     media.token = new_media_token()
     Media.objects.filter(pk=media.pk).update(token=media.token, updated_at=timezone.now())
+    media_changed(owner_id=media.owner_id, media_ids=[media.pk])  # its URLs changed
     return media
 
 
@@ -161,10 +165,13 @@ def media_delete(*, media: Media) -> None:
     owner_id = media.owner_id
     size = media.size
     media_id = str(media.pk)
+    in_vault = media.in_vault
     Album.objects.filter(cover=media).update(cover=None)
     usage_add(media=media, count=-1)
     media.delete()
     User.objects.filter(pk=owner_id).update(used_bytes=F("used_bytes") - size)
+    if not in_vault:  # sync never hears of vault items (moving one in was its deletion there)
+        media_changed(owner_id=owner_id, media_ids=[media_id], deleted=True)
     transaction.on_commit(lambda: _delete_blobs(keys))
     events.send_after_commit(owner_id, "media.deleted", media_id=media_id)
 

@@ -8,6 +8,7 @@ from typing import Any, Iterable
 from django.db import transaction
 
 from gallery.models import Album, Media, Tag, User
+from gallery.services.changes import media_changed
 from gallery.services.library import favourites_for
 from gallery.services.media import media_queue_processing
 
@@ -33,6 +34,7 @@ def media_tags_from_metadata(*, media: Media, names: Iterable[str]) -> list[str]
         tag.media.add(media)
     details["metadata_tags"] = sorted(applied | set(new))
     Media.objects.filter(pk=media.pk).update(details=details)
+    media_changed(owner_id=media.owner_id, media_ids=[media.pk])
     return new
 
 
@@ -44,6 +46,7 @@ def album_for_import(*, owner: User, title: str) -> Album:
     return album or Album.objects.create(owner=owner, title=title)
 
 
+@transaction.atomic
 def media_add_to_albums(*, media: Media, albums: Iterable[Album] = (), favourite: bool = False) -> None:
     """Put a media in albums of its owner, and in their Favourites; already there is fine."""
     targets = [a for a in albums if a.owner_id == media.owner_id]
@@ -51,6 +54,8 @@ def media_add_to_albums(*, media: Media, albums: Iterable[Album] = (), favourite
         targets.append(favourites_for(user=media.owner))
     for album in targets:
         album.media.add(media)
+    if targets:
+        media_changed(owner_id=media.owner_id, media_ids=[media.pk])
 
 
 def media_attach_sidecar(*, media: Media, sidecar: dict[str, Any]) -> bool:

@@ -25,6 +25,7 @@ from gallery.exceptions import Conflict, NotFound
 from gallery.models import Album, Media, User, Variant, VaultItem, new_media_token
 from gallery.processing.filetypes import SNIFF_BYTES, content_type_for, kind_for
 from gallery.services.accounts import quota_check
+from gallery.services.changes import media_changed
 from gallery.services.media import IngestResult, clean_filename, usage_add
 from gallery.services.metadata import media_tags_from_metadata
 from gallery.services.vault import vault_digest, vault_file_key, vault_file_key_wrap
@@ -222,6 +223,7 @@ def vault_move_in(*, media: Media, unlocked: Unlocked) -> Media:
             usage_add(media=locked, count=1)
             _old_blobs_delete_after_commit(media, [(media.original_key, media.size),
                                                    *((v.storage_key, v.size) for v in media.variants.all())])
+            media_changed(owner_id=media.owner_id, media_ids=[media.pk])  # sync: gone from the library
             events.send_after_commit(media.owner_id, "media.deleted", media_id=str(media.pk))
     except BaseException:
         blobs.delete_blobs(made)
@@ -276,6 +278,7 @@ def vault_move_out(*, media: Media, unlocked: Unlocked) -> Media:
                 media_tags_from_metadata(media=locked, names=meta["keywords"])
             _old_blobs_delete_after_commit(media, [(media.original_key, 0),
                                                    *((v.storage_key, 0) for v in media.variants.all())])
+            media_changed(owner_id=media.owner_id, media_ids=[media.pk])  # sync: back in the library
             events.send_after_commit(media.owner_id, "media.created", media_id=str(media.pk), status=locked.status)
     except BaseException:
         blobs.delete_blobs(storage_made)

@@ -26,6 +26,7 @@ from django.utils import timezone
 from gallery import events, jobs
 from gallery.exceptions import DirectUploadUnavailable, InvalidInput, NotFound, StorageUnavailable
 from gallery.models import Album, Media, Upload, User
+from gallery.services.changes import media_changed
 from gallery.services.media import IngestResult, media_delete, media_queue_processing
 from gallery.storage import blob_sha256, is_s3, multipart_complete, presign_url
 from gallery.uploads.lifecycle import (
@@ -150,4 +151,5 @@ def direct_upload_verify(*, media_id: uuid.UUID | str) -> None:
         media.status = Media.Status.PENDING
         media.save(update_fields=["sha256", "details", "status", "updated_at"])
         media_queue_processing(media=media)
+        media_changed(owner_id=media.owner_id, media_ids=[media.pk])
         events.send_after_commit(media.owner_id, "media.updated", media_id=str(media.pk), status=media.status)
