@@ -144,3 +144,25 @@ def test_moves_need_the_unlocked_vault_and_the_owner(alice_api, charlie_api, pho
     assert charlie_api.post(f"/api/v1/media/{photo.pk}/move-to-vault").status_code == 404
     assert charlie_api.post(f"/api/v1/vault/media/{photo.pk}/move-to-library").status_code == 404
     assert not Media.objects.get(pk=photo.pk).in_vault
+
+
+def test_a_moved_item_leaves_sync_and_share_links(alice, alice_api, photo, django_capture_on_commit_callbacks):
+    """Moving into the vault is a deletion for sync and for a share link; moving back, an upsert."""
+    cursor = alice_api.get("/api/v1/sync/").json()["cursor"]
+    share = alice_api.post("/api/v1/shares/", {"media": str(photo.pk)}, format="json").json()
+    anonymous = Client()
+    assert anonymous.get(f"/api/v1/shared/{share['token']}/").status_code == 200
+    vault_open_for(alice_api)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert alice_api.post(f"/api/v1/media/{photo.pk}/move-to-vault").status_code == 200
+    body = alice_api.get(f"/api/v1/sync/?cursor={cursor}").json()
+    assert body["deleted"] == [str(photo.pk)] and body["upserted"] == []
+    shared = anonymous.get(f"/api/v1/shared/{share['token']}/")
+    assert str(photo.pk) not in shared.content.decode()
+    token = Media.objects.get(pk=photo.pk).token
+    assert anonymous.get(f"/s/{share['token']}/m/{token}/0/").status_code == 404
+    cursor = body["cursor"]
+    with django_capture_on_commit_callbacks(execute=True):
+        assert alice_api.post(f"/api/v1/vault/media/{photo.pk}/move-to-library").status_code == 200
+    body = alice_api.get(f"/api/v1/sync/?cursor={cursor}").json()
+    assert [m["id"] for m in body["upserted"]] == [str(photo.pk)] and body["upserted"][0]["name"] == "Canon_40D.jpg"
