@@ -311,6 +311,8 @@ Path(FILE_UPLOAD_TEMP_DIR).mkdir(parents=True, exist_ok=True)
 TUS_MAX_SIZE = env_bytes("TUS_MAX_SIZE", "50GB")
 # An upload nobody touches for this long expires: its bytes go, its reservation is released.
 UPLOAD_EXPIRY_HOURS = env_int("UPLOAD_EXPIRY_HOURS", 24, minimum=1)
+# A finished export (a zip of a whole library, in the user's storage) is deleted this long after.
+EXPORT_KEEP_HOURS = env_int("EXPORT_KEEP_HOURS", 72, minimum=1)
 # Unfinished uploads (tus and direct) one user may hold at once; one more is a 429.
 UPLOAD_MAX_ACTIVE = env_int("UPLOAD_MAX_ACTIVE", 100, minimum=1)
 # Largest tus Upload-Metadata header: it is stored with the upload, outside the quota.

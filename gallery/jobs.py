@@ -222,6 +222,24 @@ def queue_stats() -> dict[str, Any]:
     return counts
 
 
+def jobs_retry(*, job_ids) -> int:
+    """Queue failed jobs again from their first attempt; returns how many."""
+    return Job.objects.filter(pk__in=list(job_ids), state=Job.State.FAILED).update(
+        state=Job.State.QUEUED, attempts=0, run_after=timezone.now(), lease_until=None, updated_at=timezone.now())
+
+
+def jobs_cancel(*, job_ids, reason: str) -> int:
+    """End queued jobs without running them: they become failed with `reason` (retryable), and
+    their failure hooks run, so nothing waits for them (a pending media is marked failed)."""
+    cancelled = 0
+    for row in Job.objects.filter(pk__in=list(job_ids), state=Job.State.QUEUED):
+        if Job.objects.filter(pk=row.pk, state=Job.State.QUEUED).update(
+                state=Job.State.FAILED, last_error=reason, lease_until=None, updated_at=timezone.now()):
+            cancelled += 1
+            _call_failure_hook(row, reason)
+    return cancelled
+
+
 # --- The worker --------------------------------------------------------------------------
 def slot_queues(concurrency: int) -> list[list[str]]:
     """Queues each worker thread serves. Video jobs may take at most half the threads

@@ -200,6 +200,8 @@ class Media(models.Model):
                          condition=Q(trashed_at__isnull=True, in_vault=False)),
             models.Index(fields=["owner", "sha256"], name="media_owner_sha256"),
             models.Index(fields=["status"], name="media_status"),
+            # Every owner's media by date: the admin's list, its date hierarchy (gallery.admin.paging).
+            models.Index(fields=["taken_at", "id"], name="media_taken_at"),
         ]
 
     def __str__(self) -> str:
@@ -488,6 +490,7 @@ class Upload(models.Model):
         return self.concat != self.Concat.PARTIAL or bool(self.s3_upload_id)
 
 
+from gallery.models_export import Export  # noqa: E402,F401
 from gallery.models_sharing import Share  # noqa: E402,F401
 from gallery.models_sync import MediaChange, SyncClock  # noqa: E402,F401
 from gallery.models_vault import VaultItem, VaultKeyring  # noqa: E402,F401

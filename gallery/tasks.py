@@ -8,7 +8,7 @@ from typing import Any
 from gallery.delivery.blobcache import forget_cached
 from gallery.jobs import job, periodic
 from gallery.processing import pipeline as processing
-from gallery.services import changes
+from gallery.services import changes, exports
 from gallery.uploads import cleanup
 from gallery.uploads import direct as direct_uploads
 from gallery.vault import blobs as vault_blobs
@@ -57,6 +57,20 @@ def uploads_cleanup() -> None:
     report = cleanup.uploads_cleanup()
     if report.expired or report.completed or report.orphans or report.errors:
         log.info("uploads cleanup: %s", report)
+
+
+def _export_failed(payload: dict[str, Any], error: str) -> None:
+    exports.export_mark_failed(export_id=payload["export_id"], error=f"building the export failed: {error}")
+
+
+@job("export_build", on_failure=_export_failed)
+def export_build(*, export_id: str) -> None:
+    exports.export_build(export_id=export_id)
+
+
+@periodic("exports_prune", every_seconds=3600)
+def exports_prune() -> None:
+    exports.exports_prune()
 
 
 @periodic("sync_prune", every_seconds=6 * 3600)

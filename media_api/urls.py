@@ -3,7 +3,7 @@ from __future__ import annotations
 from django.urls import path, re_path
 from rest_framework.routers import SimpleRouter
 
-from media_api.views import account, media, shares, sync, tus, uploads, vault
+from media_api.views import account, export, media, shares, sync, tus, uploads, vault
 
 router = SimpleRouter()
 router.register("media", media.MediaViewSet, basename="media")
@@ -27,6 +27,9 @@ urlpatterns = [
     path("direct-uploads/<str:upload_id>/", uploads.direct_upload_detail, name="direct-upload"),
     path("direct-uploads/<str:upload_id>/complete", uploads.direct_upload_complete, name="direct-upload-complete"),
     path("direct-uploads/<str:upload_id>/complete/", uploads.direct_upload_complete),
+    path("export/", export.export_collection, name="exports"),
+    path("export/<str:export_id>/", export.export_detail, name="export"),
+    path("export/<str:export_id>/download", export.export_download, name="export-download"),
     re_path(r"^media/(?P<pk>[0-9a-fA-F-]{36})/move-to-vault/?$",
             media.MediaViewSet.as_view({"post": "move_to_vault"}), name="media-move-to-vault"),
     re_path(r"^vault/?$", vault.vault_detail, name="vault"),

@@ -14,6 +14,7 @@ from django.utils import timezone
 from gallery.exceptions import InvalidInput, QuotaExceeded
 from gallery.models import ApiKey, User
 from gallery.services.library import favourites_for
+from gallery.storage import blobs_delete_prefix, media_storage
 
 
 def plan_check(plan: str) -> str:
@@ -56,6 +57,28 @@ def user_set_personal_quota(*, user: User, quota_bytes: int | None) -> None:
         raise InvalidInput("quota must not be negative")
     user.personal_quota_bytes = quota_bytes
     User.objects.filter(pk=user.pk).update(personal_quota_bytes=quota_bytes)
+
+
+def user_deactivate(*, user: User) -> None:
+    """Stop an account from logging in or using its keys and tokens; nothing is deleted."""
+    user.is_active = False
+    User.objects.filter(pk=user.pk).update(is_active=False)
+
+
+def user_reset_quota(*, user: User) -> None:
+    """Drop a personal quota: the user's plan decides again."""
+    user_set_personal_quota(user=user, quota_bytes=None)
+
+
+def user_delete(*, user: User) -> int:
+    """Delete an account and everything it owns: the rows in one transaction, then (after the
+    commit) every blob under `<user-id>/`. Returns how many blobs went. Should the storage fail
+    half-way, what is left is reported by `manage.py verify` as orphans of a user that no
+    longer exists, and removed by its --delete-orphans."""
+    prefix = f"{user.pk}/"
+    with transaction.atomic():
+        User.objects.filter(pk=user.pk).delete()
+    return blobs_delete_prefix(media_storage(), prefix)
 
 
 def quota_check(*, user: User, requested: int) -> None:

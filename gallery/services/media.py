@@ -17,7 +17,7 @@ from django.utils import timezone
 
 from gallery import events, jobs
 from gallery.exceptions import StorageUnavailable
-from gallery.models import Album, KindUsage, Media, User, new_media_token
+from gallery.models import Album, KindUsage, Media, User, Variant, new_media_token
 from gallery.processing.filetypes import SNIFF_BYTES, content_type_for, kind_for
 from gallery.services.accounts import quota_check
 from gallery.services.changes import media_changed
@@ -183,5 +183,13 @@ def _delete_blobs(keys: Iterable[str]) -> None:
             storage.delete(key)
 
 
-
-
+@transaction.atomic
+def variants_forget_missing(*, media: Media) -> list[str]:
+    """Forget the variant rows of `media` whose blob is gone (processing then makes those levels
+    again); returns their levels. One existence check per variant (a HEAD on S3)."""
+    storage = media_storage()
+    gone = [v for v in media.variants.all() if not storage.exists(v.storage_key)]
+    if gone:
+        Variant.objects.filter(pk__in=[v.pk for v in gone]).delete()
+        media_changed(owner_id=media.owner_id, media_ids=[media.pk])  # its variants' URLs changed
+    return sorted(v.level for v in gone)

@@ -130,3 +130,17 @@ def _concat_keys(active) -> set[str]:
         else:
             keys.update(p["key"] for p in partials)
     return keys
+
+
+def uploads_expire(*, upload_ids, now: datetime | None = None) -> tuple[int, int]:
+    """Expire these active uploads now (the admin's action): their reservations are released and
+    their bytes deleted. One receiving bytes at this moment (leased by a PATCH) is left alone.
+    Returns (expired, left alone)."""
+    now = now or timezone.now()
+    expired = busy = 0
+    for upload in Upload.objects.filter(pk__in=list(upload_ids), state=Upload.State.ACTIVE):
+        if upload.lease_until is not None and upload.lease_until > now:
+            busy += 1
+        elif upload_close(upload_id=upload.pk, state=Upload.State.EXPIRED, error="expired by an administrator"):
+            expired += 1
+    return expired, busy

@@ -166,3 +166,21 @@ def test_a_moved_item_leaves_sync_and_share_links(alice, alice_api, photo, djang
         assert alice_api.post(f"/api/v1/vault/media/{photo.pk}/move-to-library").status_code == 200
     body = alice_api.get(f"/api/v1/sync/?cursor={cursor}").json()
     assert [m["id"] for m in body["upserted"]] == [str(photo.pk)] and body["upserted"][0]["name"] == "Canon_40D.jpg"
+
+
+@pytest.mark.parametrize("storage", ["local", "s3"], indirect=True)
+def test_verify_knows_vault_blobs(storage, alice, alice_api, photo, django_capture_on_commit_callbacks):
+    """manage.py verify: a vault item's blobs have their ciphertext's size and no checkable
+    SHA-256; a vault item is as clean as a library one."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from gallery.operations.verify import storage_verify
+
+    vault_open_for(alice_api)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert alice_api.post(f"/api/v1/media/{photo.pk}/move-to-vault").status_code == 200
+    later = timezone.now() + timedelta(days=2)
+    report = storage_verify(storage=media_storage(), user=alice, checksums=True, now=later)
+    assert report.findings == [] and report.objects >= 10

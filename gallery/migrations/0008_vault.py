@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('gallery', '0006_sharing_sync'),
+        ('gallery', '0007_operations'),
     ]
 
     operations = [
