@@ -323,6 +323,8 @@ DIRECT_UPLOAD_PART_SIZE = env_bytes("DIRECT_UPLOAD_PART_SIZE", "16MiB")
 for _name in ("TUS_S3_PART_SIZE", "DIRECT_UPLOAD_PART_SIZE"):
     if not 5 * 2**20 <= globals()[_name] <= 5 * 2**30:
         raise ImproperlyConfigured(f"{_name} must be between 5MiB and 5GiB (S3's part limits)")
+# The trash: DELETE moves a media there; the worker purges it for good after this many days.
+TRASH_DAYS = env_int("TRASH_DAYS", 30, minimum=1)
 
 # --- Background jobs ---------------------------------------------------------------------
 # "inline" runs jobs in the caller after commit (tests); "queue" stores them for the worker.

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import secrets
 import uuid
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from datetime import timezone as dt_timezone
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -33,6 +33,14 @@ def zone_named(name: str | None) -> ZoneInfo:
         return ZoneInfo(name or "UTC")
     except (ZoneInfoNotFoundError, ValueError):
         return ZoneInfo("UTC")
+
+
+def capture_day(taken_at: datetime, offset_minutes: int | None, zone_name: str | None) -> date:
+    """The calendar day of capture in its local time: by the recorded offset, else by the
+    owner's zone (`zone_name`) at the time this is computed (see docs/architecture.md)."""
+    if offset_minutes is not None:
+        return taken_at.astimezone(dt_timezone(timedelta(minutes=offset_minutes))).date()
+    return taken_at.astimezone(zone_named(zone_name)).date()
 
 
 def new_media_token() -> str:
@@ -122,6 +130,17 @@ class MediaQuerySet(models.QuerySet):
     def timeline(self) -> MediaQuerySet:
         return self.order_by("-taken_at", "-id")
 
+    def hidden_from_library(self) -> MediaQuerySet:
+        """Rows visible_to leaves out of every owner's library (trashed or in the vault): its
+        complement among an owner's rows, so a count over a set of members is "all of them
+        minus these" through a small partial index (media_hidden), not a read of each row.
+        Keep it the exact complement of visible_to's filter."""
+        return self.filter(Q(trashed_at__isnull=False) | Q(in_vault=True))
+
+    def trashed_for(self, user) -> MediaQuerySet:
+        """The owner's trash (what DELETE moved there; vault items are never listed here)."""
+        return self.owned_by(user).filter(trashed_at__isnull=False, in_vault=False)
+
     def visible_count(self, user, *, kind: str | None = None) -> int:
         """How many media visible_to(user) has (of one kind), from the counters kept exact in
         the transactions that change them: no scan of the library, whatever its size."""
@@ -163,6 +182,14 @@ class Media(models.Model):
     taken_at = models.DateTimeField(default=timezone.now)
     taken_at_offset_minutes = models.SmallIntegerField(null=True, blank=True)
     taken_at_estimated = models.BooleanField(default=True)
+    # Set by an edit (gallery.services.edits): processing again never overwrites these.
+    taken_at_manual = models.BooleanField(default=False)
+    location_manual = models.BooleanField(default=False)
+    # The local day and month of capture (capture_day), kept by every write of taken_at:
+    # the timeline's buckets and their pages read these through the indexes below.
+    taken_day = models.DateField(null=True, blank=True)
+    taken_month = models.DateField(null=True, blank=True, help_text="the first day of taken_day's month")
+    description = models.TextField(blank=True, default="")
 
     width = models.PositiveIntegerField(null=True, blank=True)
     height = models.PositiveIntegerField(null=True, blank=True)
@@ -198,6 +225,16 @@ class Media(models.Model):
             # The library's timeline (what visible_to lists), without trashed and vault rows.
             models.Index(fields=["owner", "-taken_at", "-id"], name="media_library_timeline",
                          condition=Q(trashed_at__isnull=True, in_vault=False)),
+            # A timeline bucket's page: one range of these, already in (taken_at, id) order.
+            models.Index(fields=["owner", "taken_month", "-taken_at", "-id"], name="media_library_month",
+                         condition=Q(trashed_at__isnull=True, in_vault=False)),
+            models.Index(fields=["owner", "taken_day", "-taken_at", "-id"], name="media_library_day",
+                         condition=Q(trashed_at__isnull=True, in_vault=False)),
+            # What the trash lists and the purge finds.
+            models.Index(fields=["owner", "-taken_at", "-id"], name="media_trash",
+                         condition=Q(trashed_at__isnull=False)),
+            models.Index(fields=["trashed_at"], name="media_trashed_at", condition=Q(trashed_at__isnull=False)),
+            models.Index(fields=["owner", "id"], name="media_hidden", condition=Q(trashed_at__isnull=False) | Q(in_vault=True)),
             models.Index(fields=["owner", "sha256"], name="media_owner_sha256"),
             models.Index(fields=["status"], name="media_status"),
             # Every owner's media by date: the admin's list, its date hierarchy (gallery.admin.paging).
@@ -206,6 +243,11 @@ class Media(models.Model):
 
     def __str__(self) -> str:
         return f"{self.original_filename} ({self.kind}, {self.status})"
+
+    def set_capture_day(self, zone_name: str | None) -> None:
+        """Set taken_day and taken_month from taken_at (and its offset, else `zone_name`)."""
+        self.taken_day = capture_day(self.taken_at, self.taken_at_offset_minutes, zone_name)
+        self.taken_month = self.taken_day.replace(day=1)
 
     def taken_at_local(self) -> datetime:
         """taken_at in the local time of capture: the recorded offset, else the owner's zone."""
@@ -300,12 +342,20 @@ class Album(models.Model):
         return self.title
 
 
+def tag_key(name: str) -> str:
+    """What makes two tag names the same: spaces trimmed and collapsed, case folded."""
+    return " ".join(name.split()).casefold()
+
+
 class Tag(models.Model):
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="tags")
     name = models.CharField(max_length=100)
+    # tag_key(name): unique per owner, so names differing only in case are one tag (Python's
+    # casefold, not the database's LOWER, which SQLite applies to ASCII only).
+    key = models.CharField(max_length=100, default="")
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["owner", "name"], name="tag_unique_owner_name")]
+        constraints = [models.UniqueConstraint(fields=["owner", "key"], name="tag_unique_owner_key")]
 
     def __str__(self) -> str:
         return self.name
@@ -493,4 +543,5 @@ class Upload(models.Model):
 from gallery.models_export import Export  # noqa: E402,F401
 from gallery.models_sharing import Share  # noqa: E402,F401
 from gallery.models_sync import MediaChange, SyncClock  # noqa: E402,F401
+from gallery.models_timeline import TimelineDay  # noqa: E402,F401
 from gallery.models_vault import VaultItem, VaultKeyring  # noqa: E402,F401

@@ -8,7 +8,7 @@ from typing import Any
 from gallery.delivery.blobcache import forget_cached
 from gallery.jobs import job, periodic
 from gallery.processing import pipeline as processing
-from gallery.services import changes, exports
+from gallery.services import changes, exports, trash
 from gallery.uploads import cleanup
 from gallery.uploads import direct as direct_uploads
 from gallery.vault import blobs as vault_blobs
@@ -78,3 +78,10 @@ def sync_prune() -> None:
     removed = changes.changes_prune()
     if removed:
         log.info("sync: forgot %d tombstones older than SYNC_TOMBSTONE_DAYS", removed)
+
+
+@periodic("trash_purge", every_seconds=3600)
+def trash_purge() -> None:
+    purged = trash.trash_purge()
+    if purged:
+        log.info("trash purge: %s media deleted for good", purged)

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import functools
+import re
+from datetime import date, datetime
 
 from django.urls import reverse
+from django.utils.dateparse import parse_datetime
 from rest_framework import serializers
 
-from gallery.models import Media, Share, Upload
+from gallery.models import Album, Media, Share, Upload
 from gallery.processing.filetypes import clean_media_type
 from gallery.sharing import share_file_url, share_files
 
@@ -33,15 +36,59 @@ class MediaSerializer(serializers.ModelSerializer):
     camera = serializers.CharField(read_only=True)
     variants = serializers.SerializerMethodField()
     original_url = serializers.SerializerMethodField()
+    favourite = serializers.SerializerMethodField()
+    albums = serializers.SerializerMethodField()
+    tags = serializers.SerializerMethodField()
 
     class Meta:
         model = Media
         fields = [
-            "id", "kind", "status", "error", "name", "content_type", "size", "sha256", "taken_at",
-            "taken_at_estimated", "width", "height", "duration", "latitude", "longitude", "altitude",
-            "place", "camera", "variants", "original_url", "created_at", "trashed_at",
+            "id", "kind", "status", "error", "name", "description", "content_type", "size", "sha256", "taken_at",
+            "taken_at_estimated", "taken_at_manual", "width", "height", "duration", "latitude", "longitude",
+            "altitude", "location_manual", "place", "camera", "variants", "original_url", "favourite", "albums",
+            "tags", "created_at", "updated_at", "trashed_at",
         ]
         read_only_fields = fields
+
+    # Plain fields copied as they are (the model's attribute of the same name).
+    PLAIN = ("kind", "status", "error", "description", "content_type", "size", "sha256", "taken_at_estimated",
+             "taken_at_manual", "width", "height", "duration", "latitude", "longitude", "altitude", "location_manual")
+    DATES = ("created_at", "updated_at", "trashed_at")
+
+    def to_representation(self, media: Media) -> dict:
+        """The same JSON as the generic ModelSerializer path (a test compares them), built
+        directly: a page of a hundred spends most of its CPU in the generic per-field calls."""
+        data = {"id": str(media.pk)}
+        for name in self.PLAIN:
+            data[name] = getattr(media, name)
+        data["name"] = media.original_filename
+        data["taken_at"] = self.get_taken_at(media)
+        data["place"] = self.get_place(media)
+        data["camera"] = media.camera
+        data["variants"] = self.get_variants(media)
+        data["original_url"] = self.get_original_url(media)
+        data["favourite"] = self.get_favourite(media)
+        data["albums"] = self.get_albums(media)
+        data["tags"] = self.get_tags(media)
+        fields = self.fields
+        for name in self.DATES:
+            value = getattr(media, name)
+            data[name] = None if value is None else fields[name].to_representation(value)
+        return {name: data[name] for name in self.Meta.fields}
+
+    def generic_representation(self, media: Media) -> dict:
+        return super().to_representation(media)
+
+    # Variants, albums and tags are loaded into lists by the views (media_api.views.media.
+    # attach_relations); a media loaded some other way reads them through its managers.
+    def get_favourite(self, media: Media) -> bool:
+        return any(album.is_favourites for album in _related(media, "album_list", "albums"))
+
+    def get_albums(self, media: Media) -> list[int]:
+        return sorted(album.pk for album in _related(media, "album_list", "albums"))
+
+    def get_tags(self, media: Media) -> list[str]:
+        return sorted((tag.name for tag in _related(media, "tag_list", "tags")), key=str.casefold)
 
     def get_taken_at(self, media: Media) -> str:
         return media.taken_at_local().isoformat()
@@ -53,15 +100,19 @@ class MediaSerializer(serializers.ModelSerializer):
                 "name": media.place}
 
     def get_variants(self, media: Media) -> dict[str, dict]:
-        # `variants` is prefetched by the views; .all() reads the prefetch cache.
         return {
             v.level: {"url": media_file_url(media, v.level), "width": v.width, "height": v.height,
                       "size": v.size, "content_type": v.content_type}
-            for v in media.variants.all()
+            for v in _related(media, "variant_list", "variants")
         }
 
     def get_original_url(self, media: Media) -> str:
         return media_file_url(media, "0")
+
+
+def _related(media: Media, prefetched: str, relation: str) -> list:
+    found = getattr(media, prefetched, None)
+    return found if found is not None else list(getattr(media, relation).all())
 
 
 class MediaUploadSerializer(serializers.Serializer):
@@ -72,6 +123,120 @@ class MediaUploadSerializer(serializers.Serializer):
 class MediaListQuerySerializer(serializers.Serializer):
     sha256 = serializers.RegexField(r"^[0-9a-fA-F]{64}$", required=False)
     kind = serializers.ChoiceField(choices=Media.Kind.choices, required=False)
+    bucket = serializers.CharField(required=False, max_length=10)
+
+    def validate_bucket(self, value: str) -> tuple[str, date]:
+        """("month" | "day", its first day) from "2024-05" or "2024-05-17"."""
+        try:
+            if BUCKET_MONTH.fullmatch(value):
+                return "month", date(int(value[:4]), int(value[5:7]), 1)
+            if BUCKET_DAY.fullmatch(value):
+                return "day", date.fromisoformat(value)
+        except ValueError:
+            pass
+        raise serializers.ValidationError("a month (2024-05) or a day (2024-05-17)")
+
+
+BUCKET_MONTH = re.compile(r"[0-9]{4}-[0-9]{2}")
+BUCKET_DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+
+
+class BucketQuerySerializer(serializers.Serializer):
+    size = serializers.ChoiceField(choices=["month", "day"], default="month")
+
+
+class MediaEditSerializer(serializers.Serializer):
+    """PATCH /api/v1/media/<id>/: every field optional; latitude and longitude go together."""
+
+    name = serializers.CharField(max_length=255, required=False)
+    description = serializers.CharField(max_length=10_000, required=False, allow_blank=True, trim_whitespace=False)
+    taken_at = serializers.CharField(max_length=64, required=False)
+    latitude = serializers.FloatField(required=False, allow_null=True, min_value=-90, max_value=90)
+    longitude = serializers.FloatField(required=False, allow_null=True, min_value=-180, max_value=180)
+
+    def validate_taken_at(self, value: str) -> datetime:
+        try:
+            parsed = parse_datetime(value)
+        except ValueError:
+            parsed = None
+        if parsed is None or parsed.tzinfo is None:
+            raise serializers.ValidationError("an ISO 8601 date and time with its UTC offset (2024-05-17T14:03:00+02:00)")
+        return parsed
+
+    def validate(self, data: dict) -> dict:
+        if ("latitude" in data) != ("longitude" in data):
+            raise serializers.ValidationError({"latitude": "latitude and longitude go together"})
+        if "latitude" in data and (data["latitude"] is None) != (data["longitude"] is None):
+            raise serializers.ValidationError({"latitude": "both numbers, or both null to forget the position"})
+        unknown = sorted(set(self.initial_data) - set(self.fields)) if hasattr(self.initial_data, "keys") else []
+        if unknown:
+            raise serializers.ValidationError({name: "not a field that can be changed" for name in unknown})
+        if not data:
+            raise serializers.ValidationError("nothing to change")
+        return data
+
+
+MAX_IDS = 1000
+
+
+def MediaIds(**kwargs) -> serializers.ListField:  # noqa: N802 (used like a field class)
+    return serializers.ListField(child=serializers.UUIDField(), max_length=MAX_IDS, **kwargs)
+
+
+def TagNames() -> serializers.ListField:  # noqa: N802
+    return serializers.ListField(child=serializers.CharField(max_length=200, allow_blank=True), max_length=100,
+                                 required=False, default=list)
+
+
+class MediaIdsChangeSerializer(serializers.Serializer):
+    add = MediaIds(required=False, default=list)
+    remove = MediaIds(required=False, default=list)
+
+    def validate(self, data: dict) -> dict:
+        if len(data["add"]) + len(data["remove"]) > MAX_IDS:
+            raise serializers.ValidationError(f"at most {MAX_IDS} ids in add and remove together")
+        return data
+
+
+class MediaIdsSerializer(serializers.Serializer):
+    media = MediaIds(allow_empty=False)
+
+
+class TagsBulkSerializer(serializers.Serializer):
+    media = MediaIds(allow_empty=False)
+    add = TagNames()
+    remove = TagNames()
+
+
+class AlbumCreateSerializer(serializers.Serializer):
+    title = serializers.CharField(max_length=200)
+
+
+class AlbumUpdateSerializer(serializers.Serializer):
+    title = serializers.CharField(max_length=200, required=False)
+    cover = serializers.UUIDField(required=False, allow_null=True)
+
+
+class AlbumSerializer(serializers.ModelSerializer):
+    """An album; the views annotate `count` and `cover_media` (the chosen cover if it is still
+    a visible member, else the newest visible member)."""
+
+    favourites = serializers.BooleanField(source="is_favourites")
+    count = serializers.IntegerField()
+    cover = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Album
+        fields = ["id", "title", "favourites", "count", "cover", "created_at"]
+        read_only_fields = fields
+
+    def get_cover(self, album: Album) -> dict | None:
+        media = getattr(album, "cover_media", None)
+        if media is None:
+            return None
+        variant = media.grid_variant
+        return {"id": str(media.pk), "chosen": album.cover_id == media.pk,
+                "url": media_file_url(media, variant.level) if variant else None}
 
 
 SHA256_PATTERN = r"^[0-9a-fA-F]{64}$"

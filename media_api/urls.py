@@ -3,11 +3,13 @@ from __future__ import annotations
 from django.urls import path, re_path
 from rest_framework.routers import SimpleRouter
 
-from media_api.views import account, export, media, shares, sync, tus, uploads, vault
+from media_api.views import account, albums, export, media, shares, sync, tags, timeline, trash, tus, uploads, vault
 
 router = SimpleRouter()
 router.register("media", media.MediaViewSet, basename="media")
 router.register("shares", shares.ShareViewSet, basename="shares")
+router.register("albums", albums.AlbumViewSet, basename="album")
+router.register("trash", trash.TrashViewSet, basename="trash")
 
 urlpatterns = [
     path("me/", account.me, name="me"),
@@ -18,6 +20,14 @@ urlpatterns = [
     path("shared/<str:token>/unlock/", shares.shared_unlock),
     # Before the router, whose media/<pk>/ would take "exists".
     re_path(r"^media/exists/?$", media.media_exists, name="media-exists"),
+    # The router's route has the slash; the documented one has none.
+    re_path(r"^media/(?P<pk>[^/.]+)/favourite$", media.MediaViewSet.as_view({"post": "favourite",
+                                                                              "delete": "favourite"})),
+    re_path(r"^tags/?$", tags.tag_list, name="tags"),
+    re_path(r"^tags/bulk/?$", tags.tags_bulk, name="tags-bulk"),
+    re_path(r"^trash/restore/?$", trash.restore, name="trash-restore"),
+    re_path(r"^trash/empty/?$", trash.empty, name="trash-empty"),
+    re_path(r"^timeline/buckets/?$", timeline.buckets, name="timeline-buckets"),
     # tus: the collection and the upload URLs, with or without a trailing slash.
     path("uploads/", tus.UploadCollection.as_view(), name="tus-uploads"),
     path("uploads", tus.UploadCollection.as_view()),

@@ -68,7 +68,10 @@ def test_every_object_url_follows_the_one_rule(item, who, alice, charlie):
         if who == "anonymous":
             expected = 401
         assert status == expected, (who, method, path, status)
-    assert Media.objects.filter(pk=item.pk).exists() is not allowed
+    # DELETE moves to the trash: the owner's visible item is now trashed, nothing else changed.
+    after = Media.objects.get(pk=item.pk)
+    assert (after.trashed_at is not None) is (allowed or item.trashed_at is not None)
+    assert after.in_vault is item.in_vault
 
 
 @pytest.mark.parametrize("item", ["visible"], indirect=True)

@@ -89,7 +89,7 @@ def media_document(media: Media, *, path: str, albums: list[str]) -> dict:
         "tags": sorted(t.name for t in media.tags.all()),
         "albums": albums,
     }
-    description = (media.details or {}).get("description", "")
+    description = media.description or (media.details or {}).get("description", "")
     if description:
         doc["description"] = description
     if (media.details or {}).get("rating") is not None:

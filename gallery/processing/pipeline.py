@@ -28,6 +28,7 @@ from gallery import events
 from gallery.models import Media, Variant, zone_named
 from gallery.services.changes import media_changed
 from gallery.services.metadata import media_tags_from_metadata
+from gallery.services.timeline import timeline_move
 from gallery.services.vault_media import vault_meta_update
 from gallery.storage import is_s3, media_storage, variant_key
 from gallery.vault import blobs as vault_blobs
@@ -103,11 +104,11 @@ def _apply_location(outcome: Outcome, lat: float | None, lon: float | None, alt:
 
 def _apply_date(outcome: Outcome, media: Media, found: list, gps_zone: str | None) -> None:
     """taken_at from the first date of the precedence (gallery.processing.dates); a date typed
-    by a person is never replaced (`taken_at_manual`, when the model has the flag)."""
+    by a person is never replaced (`taken_at_manual`)."""
     from gallery.processing.dates import best
 
     chosen = best(found)
-    if chosen is None or getattr(media, "taken_at_manual", False):
+    if chosen is None or media.taken_at_manual:
         return
     if chosen.local is not None:
         aware, offset_minutes = aware_taken_at(chosen.local, chosen.offset_minutes, gps_zone or media.owner.time_zone)
@@ -129,8 +130,8 @@ def _apply_descriptive(outcome: Outcome, media: Media, xmp, sidecar: dict[str, A
     if xmp is not None and xmp.error:
         outcome.notes.append(f"XMP could not be read fully: {xmp.error}")
     description = (xmp.description if xmp is not None else "") or sidecar.get("description") or ""
-    if description and not media.details.get("description"):
-        outcome.details["description"] = description[:5000]
+    if description and not media.description:
+        outcome.fields["description"] = description[:5000]
     rating = xmp.rating if xmp is not None and xmp.rating is not None else sidecar.get("rating")
     if isinstance(rating, (int, float)) and "rating" not in media.details:
         outcome.details["rating"] = rating
@@ -330,7 +331,22 @@ def media_process(*, media_id: uuid.UUID | str, file_key: bytes | None = None) -
         _vault_ready(media, outcome, file_key)
         return
     with transaction.atomic():
-        fields = {**outcome.fields, "status": Media.Status.READY, "error": "\n".join(outcome.notes)[:5000],
+        # Under the row's lock: an edit that landed while the file was read wins (manual
+        # dates and places are never overwritten), and the timeline's day counters move once.
+        current = Media.objects.select_for_update().filter(pk=media.pk).first()
+        if current is None:  # deleted meanwhile
+            return
+        learned = _without_manual(current, outcome.fields)
+        if current.description:  # the owner's words (an edit, or an earlier run) are kept
+            learned.pop("description", None)
+        if "taken_at" in learned:
+            current.taken_at = learned["taken_at"]
+            current.taken_at_offset_minutes = learned.get("taken_at_offset_minutes")
+            old_day = current.taken_day
+            current.set_capture_day(media.owner.time_zone)
+            learned.update(taken_day=current.taken_day, taken_month=current.taken_month)
+            timeline_move(media=current, old_day=old_day)
+        fields = {**learned, "status": Media.Status.READY, "error": "\n".join(outcome.notes)[:5000],
                   "details": {**media.details, **outcome.details}, "updated_at": timezone.now()}
         fields = without_nul(fields)
         Media.objects.filter(pk=media.pk).update(**fields)
@@ -338,6 +354,16 @@ def media_process(*, media_id: uuid.UUID | str, file_key: bytes | None = None) -
             media_tags_from_metadata(media=media, names=outcome.tags)
         media_changed(owner_id=media.owner_id, media_ids=[media.pk])
         events.send_after_commit(media.owner_id, "media.ready", media_id=str(media.pk))
+
+
+DATE_FIELDS = ("taken_at", "taken_at_offset_minutes", "taken_at_estimated")
+LOCATION_FIELDS = ("latitude", "longitude", "altitude", "place_city", "place_region", "place_country")
+
+
+def _without_manual(media: Media, fields: dict[str, Any]) -> dict[str, Any]:
+    """What processing learned, less what the owner set by hand (taken_at_manual, location_manual)."""
+    dropped = (DATE_FIELDS if media.taken_at_manual else ()) + (LOCATION_FIELDS if media.location_manual else ())
+    return {name: value for name, value in fields.items() if name not in dropped}
 
 
 def _vault_ready(media: Media, outcome: Outcome, file_key: bytes) -> None:

@@ -21,6 +21,7 @@ from gallery.models import Album, KindUsage, Media, User, Variant, new_media_tok
 from gallery.processing.filetypes import SNIFF_BYTES, content_type_for, kind_for
 from gallery.services.accounts import quota_check
 from gallery.services.changes import media_changed
+from gallery.services.timeline import timeline_add
 from gallery.storage import STORAGE_ERRORS, blob_head, media_storage, original_key, sha256_of
 
 
@@ -109,11 +110,13 @@ def media_record(*, owner: User, media_id: uuid.UUID, key: str, size: int, sha25
         quota_check(user=locked, requested=size - reserved)
     filename = clean_filename(filename)
     content_type = content_type_for(filename=filename, declared=content_type, head=head)
-    media = Media.objects.create(
+    media = Media(
         id=media_id, owner=locked, kind=kind_for(content_type, filename), original_filename=filename,
         content_type=content_type, size=size, sha256=sha256, status=status, original_key=key,
         taken_at=file_modified_at or timezone.now(), taken_at_estimated=True, details=details or {},
     )
+    media.set_capture_day(locked.time_zone)
+    media.save(force_insert=True)
     User.objects.filter(pk=owner.pk).update(used_bytes=F("used_bytes") + size,
                                             reserved_bytes=F("reserved_bytes") - reserved)
     usage_add(media=media, count=1)
@@ -130,8 +133,10 @@ def media_record(*, owner: User, media_id: uuid.UUID, key: str, size: int, sha25
 def usage_add(*, media: Media, count: int) -> None:
     """Count `count` media like this one (and their bytes) in the owner's counters for its kind
     and place; call it in the transaction that adds, removes or moves the row (-1 before, +1
-    after a move), so the counters stay exact."""
+    after a move), so the counters stay exact. The timeline's day counters follow the library."""
     place = KindUsage.place_of(media)
+    if place == KindUsage.Place.LIBRARY:
+        timeline_add(owner_id=media.owner_id, day=media.taken_day, count=count)
     rows = KindUsage.objects.filter(owner_id=media.owner_id, kind=media.kind, place=place)
     if rows.update(count=F("count") + count, bytes=F("bytes") + count * media.size):
         return

@@ -40,7 +40,8 @@ SEALED_FIELDS = {
     "content_type": "application/octet-stream", "taken_at_offset_minutes": None, "taken_at_estimated": True,
     "width": None, "height": None, "duration": None, "latitude": None, "longitude": None, "altitude": None,
     "place_city": "", "place_region": "", "place_country": "", "camera_make": "", "camera_model": "",
-    "exif": {}, "details": {},
+    "exif": {}, "details": {}, "description": "", "taken_day": None, "taken_month": None,
+    "taken_at_manual": False, "location_manual": False,
 }
 
 
@@ -272,7 +273,10 @@ def vault_move_out(*, media: Media, unlocked: Unlocked) -> Media:
             for pk, (key, width, height) in new_variants.items():
                 Variant.objects.filter(pk=pk).update(storage_key=key, width=width, height=height)
             VaultItem.objects.filter(media_id=media.pk).delete()
-            locked.in_vault = False
+            # Back in the library: its local capture day again (the timeline counts by it).
+            locked = Media.objects.select_related("owner").get(pk=media.pk)
+            locked.set_capture_day(locked.owner.time_zone)
+            Media.objects.filter(pk=media.pk).update(taken_day=locked.taken_day, taken_month=locked.taken_month)
             usage_add(media=locked, count=1)
             if meta.get("keywords"):  # back as tags, as processing makes them for library media
                 media_tags_from_metadata(media=locked, names=meta["keywords"])

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from django.db.models import Sum
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers
 from rest_framework.decorators import api_view
@@ -29,23 +28,34 @@ def me(request):
     })
 
 
-@extend_schema(summary="Storage used, by kind", responses=inline_serializer("Usage", {
-    "quota": serializers.IntegerField(), "used": serializers.IntegerField(), "reserved": serializers.IntegerField(),
-    "free": serializers.IntegerField(),
-    "by_kind": serializers.DictField(child=inline_serializer("KindUsage", {
-        "count": serializers.IntegerField(), "bytes": serializers.IntegerField()}))}))
+def count_and_bytes():
+    return inline_serializer("CountAndBytes", {"count": serializers.IntegerField(), "bytes": serializers.IntegerField()})
+
+
+@extend_schema(summary="Storage used, by kind and by place (library, trash, vault)", responses=inline_serializer(
+    "Usage", {"quota": serializers.IntegerField(), "used": serializers.IntegerField(),
+              "reserved": serializers.IntegerField(), "free": serializers.IntegerField(),
+              "by_kind": serializers.DictField(child=count_and_bytes()),
+              "by_place": serializers.DictField(child=count_and_bytes()), "trash": count_and_bytes()}))
 @api_view(["GET"])
 def usage(request):
     """The caller's storage: quota, used, reserved and a breakdown by kind."""
     user = request.user.__class__.objects.get(pk=request.user.pk)
     # From the counters (every place: trashed and vault bytes count against the quota too),
     # never a scan of the media table.
-    by_kind = {
-        row["kind"]: {"count": row["n"] or 0, "bytes": row["size"] or 0}
-        for row in KindUsage.objects.filter(owner=user).values("kind").annotate(n=Sum("count"), size=Sum("bytes"))
-    }
+    by_kind: dict[str, dict[str, int]] = {}
+    by_place: dict[str, dict[str, int]] = {}
+    for kind, place, count, size in KindUsage.objects.filter(owner=user).values_list("kind", "place", "count", "bytes"):
+        for key, totals in ((kind, by_kind), (place, by_place)):
+            entry = totals.setdefault(key, {"count": 0, "bytes": 0})
+            entry["count"] += count
+            entry["bytes"] += size
+    empty = {"count": 0, "bytes": 0}
     return Response({
         "quota": user.quota_bytes, "used": user.used_bytes, "reserved": user.reserved_bytes,
         "free": user.free_bytes,
-        "by_kind": {kind: by_kind.get(kind, {"count": 0, "bytes": 0}) for kind in Media.Kind.values},
+        "by_kind": {kind: by_kind.get(kind, empty) for kind in Media.Kind.values},
+        # Trashed bytes count in `used` until the purge (TRASH_DAYS after the DELETE).
+        "by_place": {place: by_place.get(place, empty) for place in KindUsage.Place.values},
+        "trash": by_place.get(KindUsage.Place.TRASH, empty),
     })

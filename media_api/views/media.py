@@ -1,22 +1,30 @@
-"""/api/v1/media/: the caller's media (list, one, delete, new token, multipart upload, exists).
+"""/api/v1/media/: the caller's media (list, one, edit, trash, favourite, new token, multipart
+upload, exists).
 
 Querysets come from the one visibility rule; writes call services."""
 
 from __future__ import annotations
 
-from django.db.models import Prefetch
+import uuid
+from datetime import timedelta
+from typing import NamedTuple
+
+from django.db.models import Sum
 from drf_spectacular.utils import extend_schema, extend_schema_view, inline_serializer
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action, api_view
 from rest_framework.response import Response
 
-from gallery.models import Media, Variant
-from gallery.services.media import media_delete, media_ingest, media_rotate_token
+from gallery.models import Album, Media, TimelineDay, Variant
+from gallery.services.edits import media_edit
+from gallery.services.library import media_favourite
+from gallery.services.media import media_ingest, media_rotate_token
+from gallery.services.trash import media_trash
 from gallery.services.vault_media import vault_ingest, vault_move_in
 from media_api.body_gate import multipart_quota_check
 from media_api.pagination import KeysetPagination
 from media_api.serializers import (
-    VARIANT_FIELDS,
+    MediaEditSerializer,
     MediaExistsSerializer,
     MediaListQuerySerializer,
     MediaSerializer,
@@ -25,20 +33,67 @@ from media_api.serializers import (
 from media_api.views.vault import require_unlocked, revealed_json
 
 
+class VariantRow(NamedTuple):
+    media_id: uuid.UUID
+    level: str
+    width: int
+    height: int
+    size: int
+    content_type: str
+
+
+class AlbumRow(NamedTuple):
+    pk: int
+    is_favourites: bool
+
+
+class TagRow(NamedTuple):
+    name: str
+
+
+def attach_relations(media: list[Media]) -> list[Media]:
+    """Load what MediaSerializer shows besides the row (variants, albums, tags) for a page in
+    three queries, whatever its length, as plain tuples: model instances and a related manager
+    per media and relation cost more CPU than the rest of the page."""
+    if not media:
+        return media
+    by_id = {m.pk: m for m in media}
+    for m in media:
+        m.variant_list, m.album_list, m.tag_list = [], [], []
+    for row in Variant.objects.filter(media_id__in=by_id).values_list(*VariantRow._fields):
+        by_id[row[0]].variant_list.append(VariantRow(*row))
+    albums = Album.media.through.objects.filter(media_id__in=by_id)
+    for media_id, album_id, favourites in albums.values_list("media_id", "album_id", "album__is_favourites"):
+        by_id[media_id].album_list.append(AlbumRow(album_id, favourites))
+    for media_id, name in Media.tags.through.objects.filter(media_id__in=by_id).values_list("media_id", "tag__name"):
+        by_id[media_id].tag_list.append(TagRow(name))
+    return media
+
+
+class WithRelations:
+    """For a viewset whose serializer is MediaSerializer: pages and single objects come with
+    their relations attached (attach_relations)."""
+
+    def paginate_queryset(self, queryset):
+        return attach_relations(super().paginate_queryset(queryset))
+
+    def get_object(self):
+        return attach_relations([super().get_object()])[0]
+
+
 @extend_schema_view(
     list=extend_schema(parameters=[MediaListQuerySerializer], summary="The library, newest first"),
     retrieve=extend_schema(summary="One media"),
-    destroy=extend_schema(summary="Delete a media", responses={204: None}),
+    destroy=extend_schema(summary="Move a media to the trash", responses={204: None}),
 )
-class MediaViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.DestroyModelMixin,
+class MediaViewSet(WithRelations, mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.DestroyModelMixin,
                    viewsets.GenericViewSet):
     serializer_class = MediaSerializer
     pagination_class = KeysetPagination
 
     def get_queryset(self):
-        # The one visibility rule, for every action: list, retrieve, delete, rotate-token.
-        variants = Prefetch("variants", queryset=Variant.objects.only(*VARIANT_FIELDS))
-        qs = Media.objects.visible_to(self.request.user).select_related("owner").prefetch_related(variants)
+        # The one visibility rule, for every action: list, retrieve, edit, delete, favourite, rotate-token.
+        qs = Media.objects.visible_to(self.request.user).select_related("owner")
         if self.action == "list":
             query = MediaListQuerySerializer(data=self.request.query_params)
             query.is_valid(raise_exception=True)
@@ -49,13 +104,21 @@ class MediaViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Dest
                 qs = qs.filter(sha256=sha.lower())
             if kind := self.filters.get("kind"):
                 qs = qs.filter(kind=kind)
+            if bucket := self.filters.get("bucket"):
+                size, first = bucket
+                qs = qs.filter(taken_month=first) if size == "month" else qs.filter(taken_day=first)
         return qs
 
     def count_for(self, queryset) -> int:
-        """The list's total: the counters for the library or one kind (no scan); a lookup by
-        SHA-256 counts its few rows through the (owner, sha256) index."""
-        if self.filters.get("sha256"):
+        """The list's total: the counters for the library, one kind or one timeline bucket (no
+        scan); a lookup by SHA-256 or a bucket of one kind counts its rows through an index."""
+        if self.filters.get("sha256") or (self.filters.get("bucket") and self.filters.get("kind")):
             return queryset.count()
+        if bucket := self.filters.get("bucket"):
+            size, first = bucket
+            last = first if size == "day" else (first + timedelta(days=32)).replace(day=1) - timedelta(days=1)
+            days = TimelineDay.objects.filter(owner=self.request.user, day__gte=first, day__lte=last)
+            return days.aggregate(n=Sum("count"))["n"] or 0
         return Media.objects.visible_count(self.request.user, kind=self.filters.get("kind"))
 
     @extend_schema(summary="Upload one file (multipart, field `file`)", request={"multipart/form-data": MediaUploadSerializer},
@@ -78,12 +141,34 @@ class MediaViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Dest
                             status=status.HTTP_201_CREATED if result.created else status.HTTP_200_OK)
         result = media_ingest(owner=request.user, stream=file, size=file.size, filename=file.name,
                               content_type=file.content_type)
-        media = self.get_queryset().get(pk=result.media.pk)
+        media = attach_relations([self.get_queryset().get(pk=result.media.pk)])[0]
         return Response(MediaSerializer(media).data,
                         status=status.HTTP_201_CREATED if result.created else status.HTTP_200_OK)
 
+    @extend_schema(summary="Edit name, description, date and position", request=MediaEditSerializer,
+                   responses=MediaSerializer)
+    def partial_update(self, request, pk=None):
+        """Edit name, description, taken_at (with its offset) and the position."""
+        media = self.get_object()
+        edit = MediaEditSerializer(data=request.data)
+        edit.is_valid(raise_exception=True)
+        changes = dict(edit.validated_data)
+        if "latitude" in changes:
+            lat, lon = changes.pop("latitude"), changes.pop("longitude")
+            changes["location"] = None if lat is None else (lat, lon)
+        media_edit(media=media, **changes)
+        return Response(MediaSerializer(attach_relations([self.get_queryset().get(pk=media.pk)])[0]).data)
+
     def perform_destroy(self, instance: Media) -> None:
-        media_delete(media=instance)
+        media_trash(media=instance)  # to the trash; the purge deletes it for good later
+
+    @extend_schema(summary="Favourite (POST) or not (DELETE)", request=None, responses=MediaSerializer)
+    @action(detail=True, methods=["post", "delete"])
+    def favourite(self, request, pk=None):
+        """POST: into the Favourites album; DELETE: out of it. Both idempotent; the media JSON."""
+        media = self.get_object()
+        media_favourite(media=media, favourite=request.method == "POST")
+        return Response(MediaSerializer(attach_relations([self.get_queryset().get(pk=media.pk)])[0]).data)
 
     @extend_schema(summary="Move into the vault", request=None, responses=MediaSerializer)
     @action(detail=True, methods=["post"], url_path="move-to-vault")

@@ -10,16 +10,16 @@ than the kept tombstones (SYNC_TOMBSTONE_DAYS).
 
 from __future__ import annotations
 
-from django.db.models import Prefetch
 from drf_spectacular.utils import OpenApiParameter, OpenApiTypes, extend_schema, inline_serializer
 from rest_framework import serializers
 from rest_framework.decorators import api_view
 from rest_framework.response import Response
 
 from gallery.exceptions import InvalidInput
-from gallery.models import Media, Variant
+from gallery.models import Media
 from gallery.services.changes import changes_page
-from media_api.serializers import VARIANT_FIELDS, MediaSerializer
+from media_api.serializers import MediaSerializer
+from media_api.views.media import attach_relations
 
 DEFAULT_PAGE_SIZE = 500
 MAX_PAGE_SIZE = 1000
@@ -50,11 +50,10 @@ def sync(request):
     size = _whole_number(request.query_params.get("page_size"), "page_size", DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
     if size < 1:
         raise InvalidInput(f"page_size: a whole number from 1 to {MAX_PAGE_SIZE}")
-    variants = Prefetch("variants", queryset=Variant.objects.only(*VARIANT_FIELDS))
-    # The media list's own queryset shape: EXIF and details are never in the JSON.
-    media = (Media.objects.visible_to(request.user).select_related("owner").prefetch_related(variants)
-             .defer("exif", "details"))
+    # The media list's own shape: EXIF and details are never in the JSON; variants, albums and
+    # tags come attached to the whole page in three queries.
+    media = Media.objects.visible_to(request.user).select_related("owner").defer("exif", "details")
     page = changes_page(user=request.user, after=after, limit=size, media=media)
-    return Response({"upserted": MediaSerializer(page.upserted, many=True).data,
+    return Response({"upserted": MediaSerializer(attach_relations(list(page.upserted)), many=True).data,
                      "deleted": [str(media_id) for media_id in page.deleted],
                      "cursor": str(page.cursor), "has_more": page.has_more})

@@ -159,7 +159,7 @@ def test_nothing_about_a_vault_item_can_be_read_at_rest(storage, settings, tmp_p
     item = VaultItem.objects.get(media_id=second)
     meta = vault_meta_read(media_id=second, file_key=vault_file_key(unlocked=unlock, media_id=second,
                                                                     wrapped=item.wrapped_key))
-    assert meta["keywords"] == [f"{marker}keyword"] and marker in meta["details"]["description"]
+    assert meta["keywords"] == [f"{marker}keyword"] and marker in meta["description"]
     client.post("/api/v1/vault/lock")
 
     # Every stored blob is a vault blob; no key in the cache; nothing readable anywhere.

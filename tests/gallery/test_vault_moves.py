@@ -56,6 +56,7 @@ def test_move_into_the_vault_and_back(storage, alice, alice_api, photo, django_c
     assert not album.media.exists() and Album.objects.get(pk=album.pk).cover is None
     assert KindUsage.objects.get(owner=alice, place="vault").count == 1
     assert KindUsage.objects.get(owner=alice, place="library").count == 0
+    assert _timeline_count(alice) == 0 and row.taken_day is None and row.description == ""
     assert alice_api.get(f"/api/v1/media/{photo.pk}/").status_code == 404
     key_client = Client(HTTP_AUTHORIZATION=alice_api._credentials["HTTP_AUTHORIZATION"])
     assert b"".join(key_client.get(body["original_url"]).streaming_content) == original
@@ -76,6 +77,15 @@ def test_move_into_the_vault_and_back(storage, alice, alice_api, photo, django_c
     assert not any(k.startswith(f"{alice.pk}/vault/") for k in _all_keys())
     assert alice_api.get(f"/api/v1/media/{photo.pk}/").status_code == 200
     assert KindUsage.objects.get(owner=alice, place="vault").count == 0
+    assert _timeline_count(alice) == 1 and row.taken_day == photo.taken_day is not None
+
+
+def _timeline_count(user) -> int:
+    from django.db.models import Sum
+
+    from gallery.models import TimelineDay
+
+    return TimelineDay.objects.filter(owner=user).aggregate(n=Sum("count"))["n"] or 0
 
 
 def _all_keys() -> list[str]:

@@ -120,7 +120,8 @@ def test_missing_file_field_is_400_json(alice_api):
     assert "file" in response.json()["fields"]
 
 
-def test_delete_frees_quota_and_bytes(storage, alice, alice_api, upload, django_capture_on_commit_callbacks):
+def test_delete_moves_to_trash_and_emptying_it_frees_quota_and_bytes(storage, alice, alice_api, upload,
+                                                                      django_capture_on_commit_callbacks):
     from gallery.storage import media_storage
 
     body = upload(alice_api, name="gone.txt", data=b"bye" * 100).json()
@@ -129,10 +130,15 @@ def test_delete_frees_quota_and_bytes(storage, alice, alice_api, upload, django_
     with django_capture_on_commit_callbacks(execute=True):
         response = alice_api.delete(f"/api/v1/media/{body['id']}/")
     assert response.status_code == 204
+    assert alice_api.get(f"/api/v1/media/{body['id']}/").status_code == 404
+    alice.refresh_from_db()
+    assert alice.used_bytes == 300 and media_storage().exists(key)  # trashed bytes still count
+    with django_capture_on_commit_callbacks(execute=True):
+        assert alice_api.post("/api/v1/trash/empty").json() == {"purged": 1}
     alice.refresh_from_db()
     assert alice.used_bytes == 0
     assert not media_storage().exists(key)
-    assert alice_api.get(f"/api/v1/media/{body['id']}/").status_code == 404
+    assert not Media.objects.filter(pk=body["id"]).exists()
 
 
 def test_anonymous_is_401(db):

@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('gallery', '0007_operations'),
+        ('gallery', '0008_library'),
     ]
 
     operations = [

@@ -1,0 +1,128 @@
+"""/api/v1/albums/: the caller's albums (Favourites first), their media and covers.
+
+An album's count and cover are computed through Media.objects.visible_to, so trashed and
+vault items are neither counted nor shown; the list is a constant three queries."""
+
+from __future__ import annotations
+
+from django.db.models import Count, OuterRef, Prefetch, Subquery
+from django.db.models.functions import Coalesce
+from django.shortcuts import get_object_or_404
+from rest_framework import status, viewsets
+from rest_framework.decorators import action
+from rest_framework.response import Response
+
+from gallery.exceptions import NotFound
+from gallery.models import Album, Media, Variant
+from gallery.services.library import album_change_media, album_create, album_delete, album_update, favourites_for
+from media_api.pagination import KeysetPagination
+from media_api.serializers import (
+    AlbumCreateSerializer,
+    AlbumSerializer,
+    AlbumUpdateSerializer,
+    MediaIdsChangeSerializer,
+    MediaSerializer,
+)
+from media_api.views.media import attach_relations
+
+
+def member_count(album_ref, user) -> Coalesce:
+    """How many visible media an album holds: its members minus those visible_to leaves out
+    (Media.objects.hidden_from_library, a small partial index), so a 10,000-item album is
+    counted from two index ranges, not 10,000 row reads. Albums only ever hold their owner's
+    media (gallery.services.library resolves every id through visible_ids)."""
+    through = Album.media.through
+    members = through.objects.filter(album=album_ref).order_by().values("album")
+    hidden = members.filter(media__in=Media.objects.owned_by(user).hidden_from_library().values("pk"))
+    total = Subquery(members.annotate(n=Count("pk")).values("n"))
+    return Coalesce(total, 0) - Coalesce(Subquery(hidden.annotate(n=Count("pk")).values("n")), 0)
+
+
+def albums_for(user):
+    """The user's albums with `count` and `cover_pk` (chosen cover if still a visible member,
+    else the newest visible member), Favourites first, then the newest albums."""
+    members = Media.objects.visible_to(user).filter(albums=OuterRef("pk"))
+    chosen = members.filter(pk=OuterRef("cover_id")).values("pk")[:1]
+    newest = members.order_by("-taken_at", "-id").values("pk")[:1]
+    return (Album.objects.filter(owner=user)
+            .annotate(count=member_count(OuterRef("pk"), user), cover_pk=Coalesce(Subquery(chosen), Subquery(newest)))
+            .order_by("-is_favourites", "-created_at", "-id"))
+
+
+def with_covers(albums: list[Album]) -> list[Album]:
+    """Attach each album's cover media (two queries for any number of albums)."""
+    pks = {a.cover_pk for a in albums if a.cover_pk}
+    variants = Prefetch("variants", queryset=Variant.objects.only("id", "media_id", "level"))
+    covers = {m.pk: m for m in Media.objects.filter(pk__in=pks).only("id", "token").prefetch_related(variants)}
+    for album in albums:
+        album.cover_media = covers.get(album.cover_pk)
+    return albums
+
+
+def album_pk(raw) -> int:
+    """An album id from the URL; anything else (not a number, past bigint) is the same 404."""
+    text = str(raw)
+    if not (text.isascii() and text.isdigit() and len(text) <= 18):
+        raise NotFound("no such album")
+    return int(text)
+
+
+class AlbumViewSet(viewsets.GenericViewSet):
+    serializer_class = AlbumSerializer
+
+    def get_queryset(self):
+        return albums_for(self.request.user)
+
+    def _album(self, pk) -> Album:
+        return get_object_or_404(Album.objects.filter(owner=self.request.user), pk=album_pk(pk))
+
+    def _one(self, pk) -> dict:
+        return AlbumSerializer(with_covers([get_object_or_404(self.get_queryset(), pk=album_pk(pk))])[0]).data
+
+    def list(self, request):
+        favourites_for(user=request.user)  # every user has one, made on first use
+        albums = with_covers(list(self.get_queryset()))
+        return Response({"count": len(albums), "results": AlbumSerializer(albums, many=True).data})
+
+    def create(self, request):
+        data = AlbumCreateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        album = album_create(owner=request.user, **data.validated_data)
+        return Response(self._one(album.pk), status=status.HTTP_201_CREATED)
+
+    def retrieve(self, request, pk=None):
+        return Response(self._one(pk))
+
+    def partial_update(self, request, pk=None):
+        album = self._album(pk)
+        data = AlbumUpdateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        album_update(album=album, **data.validated_data)
+        return Response(self._one(album.pk))
+
+    def destroy(self, request, pk=None):
+        album_delete(album=self._album(pk))
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+    @action(detail=True, methods=["get", "post"], pagination_class=KeysetPagination)
+    def media(self, request, pk=None):
+        """GET: the album's visible media, newest first, with the total. POST {"add", "remove"}."""
+        album = self._album(pk)
+        if request.method == "POST":
+            change = MediaIdsChangeSerializer(data=request.data)
+            change.is_valid(raise_exception=True)
+            album_change_media(album=album, **change.validated_data)
+            return Response(self._one(album.pk))
+        self.album = album
+        # Keyset over (taken_at, id) on the light rows first: the walk down the library's
+        # timeline index stays index-only; then the page's hundred full rows by id.
+        light = Media.objects.visible_to(request.user).filter(albums=album).only("id", "taken_at")
+        keys = [m.pk for m in self.paginate_queryset(light)]
+        full = Media.objects.visible_to(request.user).select_related("owner").defer("exif", "details").in_bulk(keys)
+        page = attach_relations([full[pk] for pk in keys if pk in full])
+        return self.get_paginated_response(MediaSerializer(page, many=True).data)
+
+    def count_for(self, queryset) -> int:
+        """An album page's total (see member_count)."""
+        counted = Album.objects.filter(pk=self.album.pk).annotate(n=member_count(self.album.pk, self.request.user))
+        return counted.values_list("n", flat=True)[0]

@@ -1,0 +1,49 @@
+"""/api/v1/trash/: what DELETE /api/v1/media/<id>/ moved there; restore; empty."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db.models import Sum
+from rest_framework import viewsets
+from rest_framework.decorators import api_view
+from rest_framework.response import Response
+
+from gallery.models import KindUsage, Media
+from gallery.services.trash import trash_empty, trash_restore
+from media_api.pagination import KeysetPagination
+from media_api.serializers import MediaIdsSerializer, MediaSerializer
+from media_api.views.media import WithRelations
+
+
+class TrashViewSet(WithRelations, viewsets.GenericViewSet):
+    serializer_class = MediaSerializer
+    pagination_class = KeysetPagination
+
+    def get_queryset(self):
+        return Media.objects.trashed_for(self.request.user).select_related("owner").defer("exif", "details")
+
+    def count_for(self, queryset) -> int:
+        rows = KindUsage.objects.filter(owner=self.request.user, place=KindUsage.Place.TRASH)
+        return rows.aggregate(n=Sum("count"))["n"] or 0
+
+    def list(self, request):
+        """The trash, newest capture first, each with trashed_at; purged TRASH_DAYS after."""
+        page = self.paginate_queryset(self.get_queryset())
+        response = self.get_paginated_response(MediaSerializer(page, many=True).data)
+        response.data["trash_days"] = settings.TRASH_DAYS
+        return response
+
+
+@api_view(["POST"])
+def restore(request):
+    """{"media": [ids]} back to the library; an id not in the caller's trash is a 404."""
+    data = MediaIdsSerializer(data=request.data)
+    data.is_valid(raise_exception=True)
+    restored = trash_restore(owner=request.user, media=data.validated_data["media"])
+    return Response({"restored": [str(pk) for pk in restored]})
+
+
+@api_view(["POST"])
+def empty(request):
+    """Purge the whole trash now: rows, variants and bytes; used_bytes drops by their sizes."""
+    return Response({"purged": trash_empty(owner=request.user)})
