@@ -86,5 +86,6 @@ def uvicorn_options(*, host: str, port: int, workers: int = 1) -> dict[str, Any]
         # writes itself when the proxy appends to the header.
         "proxy_headers": False,
         "log_level": "info",
+        "access_log": settings.ACCESS_LOG,
         "lifespan": "off",
     }

@@ -100,6 +100,9 @@ CSRF_TRUSTED_ORIGINS = [o.strip() for o in env_str("CSRF_TRUSTED_ORIGINS").split
 BIND_ADDRESS = env_str("BIND_ADDRESS", "127.0.0.1")
 PORT = env_int("PORT", 8000, minimum=1)
 WEB_WORKERS = env_int("WEB_WORKERS", 1, minimum=1)
+# uvicorn's line per request: ~20 % of a grid thumbnail's CPU (bench/browse.py), so off by
+# default (as gunicorn's); errors and the app's own logs are unaffected.
+ACCESS_LOG = env_bool("ACCESS_LOG", False)
 # Proxies whose X-Forwarded-For/-Proto Chipmunk believes (gallery.web.security), comma-separated
 # addresses or networks; "*" believes whoever connects, for one hop (the address it appended).
 FORWARDED_ALLOW_IPS = env_str("FORWARDED_ALLOW_IPS", "127.0.0.1")
@@ -513,6 +516,9 @@ DELIVERY_PRESIGN_SECONDS = env_int("DELIVERY_PRESIGN_SECONDS", 300, minimum=1)
 # Threads per web process for GET/HEAD /m/ (gallery.delivery.fast); each keeps its database
 # connection between requests (with DATABASE_POOL it borrows one per request instead).
 DELIVERY_THREADS = env_int("DELIVERY_THREADS", 8, minimum=1)
+# SQLite: the express lane (gallery.delivery.express) reads a grid tile's rows and file on the
+# event loop itself (never waiting for a lock) instead of hopping to one of those threads.
+DELIVERY_INLINE = env_bool("DELIVERY_INLINE", True)
 if DELIVERY_MODE == "redirect" and STORAGE_BACKEND != "s3":
     raise ImproperlyConfigured("DELIVERY_MODE=redirect needs STORAGE_BACKEND=s3: local files have no presigned URLs")
 if DELIVERY_MODE == "x-accel" and STORAGE_BACKEND != "local":

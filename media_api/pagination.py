@@ -61,12 +61,16 @@ class KeysetPagination(BasePagination):
             position = (taken_at, media_id)
         if direction == "n":
             if position is not None:
-                queryset = queryset.filter(Q(taken_at__lt=position[0]) | Q(taken_at=position[0], id__lt=position[1]))
+                # The redundant taken_at bound lets the index seek to the position (SQLite
+                # does not for the OR alone: it walks the owner's rows from the newest).
+                queryset = queryset.filter(Q(taken_at__lte=position[0]),
+                                           Q(taken_at__lt=position[0]) | Q(taken_at=position[0], id__lt=position[1]))
             rows = list(queryset.order_by("-taken_at", "-id")[: self.page_size + 1])
             self.has_next, self.has_previous = len(rows) > self.page_size, position is not None
             rows = rows[: self.page_size]
         else:
-            queryset = queryset.filter(Q(taken_at__gt=position[0]) | Q(taken_at=position[0], id__gt=position[1]))
+            queryset = queryset.filter(Q(taken_at__gte=position[0]),
+                                       Q(taken_at__gt=position[0]) | Q(taken_at=position[0], id__gt=position[1]))
             rows = list(queryset.order_by("taken_at", "id")[: self.page_size + 1])
             self.has_previous, self.has_next = len(rows) > self.page_size, True
             rows = rows[: self.page_size][::-1]
@@ -83,7 +87,9 @@ class KeysetPagination(BasePagination):
 
     def _link(self, direction: str, row) -> str:
         url = self.request.build_absolute_uri()
-        return replace_query_param(url, CURSOR_PARAM, encode_cursor(direction, row.taken_at, row.pk))
+        # A row is a model object, or a dict from values() (the media list's page).
+        taken_at, pk = (row["taken_at"], row["id"]) if isinstance(row, dict) else (row.taken_at, row.pk)
+        return replace_query_param(url, CURSOR_PARAM, encode_cursor(direction, taken_at, pk))
 
     def get_next_link(self) -> str | None:
         return self._link("n", self.rows[-1]) if self.has_next and self.rows else None

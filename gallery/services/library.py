@@ -137,7 +137,7 @@ def clean_tag_names(names: Iterable[str]) -> dict[str, str]:
     return cleaned
 
 
-def _tags_for(*, owner: User, names: dict[str, str]) -> list[Tag]:
+def tags_for(*, owner: User, names: dict[str, str]) -> list[Tag]:
     """The owner's tags of these keys, made when missing (a racing request's row is reused)."""
     tags = {t.key: t for t in Tag.objects.filter(owner=owner, key__in=names)}
     for key, name in names.items():
@@ -161,7 +161,7 @@ def tags_change(*, owner: User, media: Sequence[uuid.UUID], add: Iterable[str] =
     add_names, remove_names = clean_tag_names(add), clean_tag_names(remove)
     through = Media.tags.through
     if ids and add_names:
-        tags = _tags_for(owner=owner, names=add_names)
+        tags = tags_for(owner=owner, names=add_names)
         through.objects.bulk_create([through(media_id=pk, tag_id=tag.pk) for pk in ids for tag in tags],
                                     ignore_conflicts=True)
     if ids and remove_names:

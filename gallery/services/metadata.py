@@ -7,9 +7,9 @@ from typing import Any, Iterable
 
 from django.db import transaction
 
-from gallery.models import Album, Media, Tag, User
+from gallery.models import Album, Media, User, tag_key
 from gallery.services.changes import media_changed
-from gallery.services.library import favourites_for
+from gallery.services.library import favourites_for, tags_for
 from gallery.services.media import media_queue_processing
 
 
@@ -29,8 +29,8 @@ def media_tags_from_metadata(*, media: Media, names: Iterable[str]) -> list[str]
     new = [name for name in dict.fromkeys(n.strip()[:100] for n in names) if name and name not in applied]
     if not new:
         return []
-    for name in new:
-        tag, _ = Tag.objects.get_or_create(owner_id=media.owner_id, name=name)
+    # The owner's tags compare case-insensitively (Tag.key): "xmp" joins an existing "XMP".
+    for tag in tags_for(owner=media.owner, names={tag_key(name): name for name in new}):
         tag.media.add(media)
     details["metadata_tags"] = sorted(applied | set(new))
     Media.objects.filter(pk=media.pk).update(details=details)

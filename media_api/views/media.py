@@ -23,6 +23,7 @@ from gallery.services.trash import media_trash
 from gallery.services.vault_media import vault_ingest, vault_move_in
 from media_api.body_gate import multipart_quota_check
 from media_api.pagination import KeysetPagination
+from media_api.renderers import FastJSONRenderer
 from media_api.serializers import (
     MediaEditSerializer,
     MediaExistsSerializer,
@@ -90,6 +91,7 @@ class MediaViewSet(WithRelations, mixins.ListModelMixin, mixins.RetrieveModelMix
                    viewsets.GenericViewSet):
     serializer_class = MediaSerializer
     pagination_class = KeysetPagination
+    renderer_classes = [FastJSONRenderer]
 
     def get_queryset(self):
         # The one visibility rule, for every action: list, retrieve, edit, delete, favourite, rotate-token.
@@ -98,7 +100,8 @@ class MediaViewSet(WithRelations, mixins.ListModelMixin, mixins.RetrieveModelMix
             query = MediaListQuerySerializer(data=self.request.query_params)
             query.is_valid(raise_exception=True)
             self.filters = query.validated_data
-            # EXIF and details are never in the JSON: not read for a page of a hundred.
+            # EXIF and details are never in the JSON: not read for a page of a hundred (list()
+            # reads MEDIA_VALUES only).
             qs = qs.defer("exif", "details")
             if sha := self.filters.get("sha256"):
                 qs = qs.filter(sha256=sha.lower())

@@ -64,9 +64,10 @@ def test_only_get_and_head_of_delivery_urls_take_the_lean_door():
     assert not fast.handles({**scope, "type": "websocket"})
 
 
-async def test_one_hop_one_thread_persistent_connection_and_a_fixed_number_of_queries(alice, photo):
+async def test_one_hop_one_thread_persistent_connection_and_a_fixed_number_of_queries(alice, photo, settings):
     from asgiref.sync import sync_to_async
 
+    settings.DELIVERY_INLINE = False  # the lane in a thread, as on PostgreSQL (inline: the next test)
     _, raw = await sync_to_async(apikey_create)(user=alice, name="k", scopes=["media.read"])
     app = fast.DeliveryApp(threads=1)
     submitted = []
@@ -86,21 +87,57 @@ async def test_one_hop_one_thread_persistent_connection_and_a_fixed_number_of_qu
     connection_created.connect(on_open)
     try:
         path = f"/m/{photo.token}/3s/"
-        await asgi_get(app, path, {"authorization": f"Bearer {raw}"})  # records the key's first use
+        # The key's first use: the express lane hands it to the lean door, which records it
+        # (the lane's hop, then the lean door's two: the response, then its close).
+        await asgi_get(app, path, {"authorization": f"Bearer {raw}"})
+        assert len(submitted) == 3
         for _ in range(5):
             before, hops = len(queries), len(submitted)
             status, headers, body = await asgi_get(app, path, {"authorization": f"Bearer {raw}"})
             assert status == 200 and headers["content-type"] == "image/webp" and body
-            # Two trips from the event loop, whatever the middleware: the response, then its
-            # close (request_finished, in the thread that holds the connection).
-            assert len(submitted) - hops == 2
-            assert len(queries) - before == 2, queries[before:]  # the key with its user, then the variant
+            # The express lane: one trip from the event loop, two reads (the key with its
+            # user's is_active, then the variant through the visibility rule).
+            assert len(submitted) - hops == 1
+            assert len(queries) - before == 2, queries[before:]
+            assert "gallery_apikey" in queries[before] and "gallery_variant" in queries[before + 1]
+        # A Range goes to the lean door, which still answers it with the credential's queries.
+        before, hops = len(queries), len(submitted)
+        status, _, body = await asgi_get(app, path, {"authorization": f"Bearer {raw}", "range": "bytes=0-9"})
+        assert status == 206 and len(body) == 10
+        assert len(submitted) - hops == 2 and len(queries) - before == 2
     finally:
         connection_created.disconnect(on_open)
         real_submit(lambda: (connection.execute_wrappers.remove(count), connection.close())).result()
         app.pool.shutdown()
     assert len(threads) == 1
     assert len(opened) <= 1  # opened once (or before the test), then kept
+
+
+async def test_on_sqlite_the_lane_runs_on_the_event_loop_with_no_hop_and_two_reads(alice, photo):
+    from asgiref.sync import sync_to_async
+
+    from gallery.models import ApiKey
+
+    key, raw = await sync_to_async(apikey_create)(user=alice, name="k", scopes=["media.read"])
+    await sync_to_async(ApiKey.objects.filter(pk=key.pk).update)(last_used_at=timezone.now())
+    app = fast.DeliveryApp(threads=1)
+    if not app.express.inline:
+        pytest.skip("the event loop's own connection is for SQLite")
+    submitted, queries = [], []
+    real_submit = app.pool.submit
+    app.pool.submit = lambda *a, **k: submitted.append(a[0]) or real_submit(*a, **k)
+    path, headers = f"/m/{photo.token}/3s/", {"authorization": f"Bearer {raw}"}
+    try:
+        assert (await asgi_get(app, path, headers))[0] == 200  # the first compiles the queries, in a thread
+        app.express._loop_connection().set_trace_callback(queries.append)
+        for _ in range(5):
+            before, hops = len(queries), len(submitted)
+            status, _, body = await asgi_get(app, path, headers)
+            assert status == 200 and body
+            assert len(submitted) == hops  # no trip to a thread at all
+            assert len(queries) - before == 2 and "gallery_apikey" in queries[before], queries[before:]
+    finally:
+        app.pool.shutdown()
 
 
 async def test_the_lean_door_answers_like_the_full_stack(alice, charlie, photo):

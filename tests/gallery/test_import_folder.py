@@ -116,7 +116,7 @@ def test_a_takeout_gets_its_dates_places_and_albums_from_the_sidecars(alice, src
     assert lunch.details["taken_at_source"] == "sidecar:takeout"
     assert (lunch.latitude, lunch.longitude) == pytest.approx((43.4674483, 11.8851267))
     assert lunch.place_country == "Italy"
-    assert lunch.details["description"] == "Lunch in Tuscany"
+    assert lunch.description == "Lunch in Tuscany"
     assert lunch.camera_make == ""  # EXIF stripped: nothing invented
     tuscany = Album.objects.get(owner=alice, title="Tuscany 2008")
     assert list(tuscany.media.all()) == [lunch]
@@ -221,7 +221,7 @@ def test_duplicates_and_what_the_user_already_has(alice, bob, src, corpus):
     assert Media.objects.filter(owner=alice).count() == 2
     phone.refresh_from_db()
     # The copy already there gets the sidecar it lacked; its EXIF date still wins.
-    assert phone.details["sidecar"]["description"] == "A bird" and phone.details["description"] == "A bird"
+    assert phone.details["sidecar"]["description"] == "A bird" and phone.description == "A bird"
     assert phone.taken_at_local().replace(tzinfo=None) == datetime(2008, 3, 15, 9, 52, 1)
     # Another user's library is another library.
     assert "2 imported, 1 duplicates" in run("import_folder", str(src), "--user", "bob")

@@ -195,7 +195,7 @@ def test_keywords_become_tags_and_the_xmp_date_is_taken(alice, corpus, django_ca
     assert media.status == "ready", media.error
     assert sorted(media.tags.values_list("name", flat=True)) == [".jpg", "Blue Square", "Photoshop", "XMP", "test file"]
     assert all(t.owner_id == alice.pk for t in media.tags.all())
-    assert media.details["description"].startswith("XMPFiles BlueSquare test file")
+    assert media.description.startswith("XMPFiles BlueSquare test file")
     # xmp:CreateDate 15:07:40-07:00 comes before IFD0 DateTime 15:09:51 (no zone)
     assert media.taken_at_local().isoformat() == "2005-09-07T15:07:40-07:00"
     assert media.details["taken_at_source"] == "xmp:CreateDate" and not media.taken_at_estimated
