@@ -55,3 +55,31 @@ def test_read_ahead_yields_every_piece_in_order():
     assert next(reader) == pieces[0]
     reader.close()
     assert closed == [True]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_vault_thumbnails_over_the_production_app(live_asgi, corpus):
+    """Through uvicorn and config.asgi (the express lane refuses vault items and the full path
+    answers them): the unlocked key gets the thumbnail and a range, another key a 404."""
+    import requests
+
+    from gallery.services.accounts import user_create
+    from tests.conftest import GB, api_client
+
+    owner = user_create(username="vault-live", password="vault-live-password", quota_bytes=10 * GB)
+    client = api_client(owner)
+    vault_open_for(client)
+    import io
+
+    stream = io.BytesIO((corpus / "jpg" / "Canon_40D.jpg").read_bytes())
+    stream.name = "live.jpg"
+    item = client.post("/api/v1/media/", {"file": stream, "vault": "true"}, format="multipart").json()
+    item = client.get(f"/api/v1/vault/media/{item['id']}/").json()
+    key = {"Authorization": client._credentials["HTTP_AUTHORIZATION"]}
+    other = {"Authorization": api_client(owner)._credentials["HTTP_AUTHORIZATION"]}
+    thumb = requests.get(live_asgi.url(item["variants"]["3s"]["url"]), headers=key, timeout=30)
+    assert thumb.status_code == 200 and thumb.content[:4] == b"RIFF"
+    assert thumb.headers["Cache-Control"] == "private, no-store"
+    ranged = requests.get(live_asgi.url(item["original_url"]), headers={**key, "Range": "bytes=0-99"}, timeout=30)
+    assert ranged.status_code == 206 and ranged.content == (corpus / "jpg" / "Canon_40D.jpg").read_bytes()[:100]
+    assert requests.get(live_asgi.url(item["variants"]["3s"]["url"]), headers=other, timeout=30).status_code == 404
