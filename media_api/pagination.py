@@ -115,3 +115,18 @@ class KeysetPagination(BasePagination):
     def get_paginated_response(self, data) -> Response:
         return Response({"count": self.count, "next": self.get_next_link(),
                          "previous": self.get_previous_link(), "results": data})
+
+
+class WholeListPagination(BasePagination):
+    """A short list answered whole, in the shape of a page: `{"count", "results"}` (albums)."""
+
+    def paginate_queryset(self, queryset, request, view=None) -> list:
+        self.rows = list(queryset)
+        return self.rows
+
+    def get_paginated_response(self, data) -> Response:
+        return Response({"count": len(self.rows), "results": data})
+
+    def get_paginated_response_schema(self, schema: dict) -> dict:
+        return {"type": "object", "required": ["count", "results"],
+                "properties": {"count": {"type": "integer"}, "results": schema}}

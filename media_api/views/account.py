@@ -28,15 +28,16 @@ def me(request):
     })
 
 
-def count_and_bytes():
-    return inline_serializer("CountAndBytes", {"count": serializers.IntegerField(), "bytes": serializers.IntegerField()})
+class CountAndBytes(serializers.Serializer):
+    count = serializers.IntegerField()
+    bytes = serializers.IntegerField()
 
 
 @extend_schema(summary="Storage used, by kind and by place (library, trash, vault)", responses=inline_serializer(
     "Usage", {"quota": serializers.IntegerField(), "used": serializers.IntegerField(),
               "reserved": serializers.IntegerField(), "free": serializers.IntegerField(),
-              "by_kind": serializers.DictField(child=count_and_bytes()),
-              "by_place": serializers.DictField(child=count_and_bytes()), "trash": count_and_bytes()}))
+              "by_kind": serializers.DictField(child=CountAndBytes()),
+              "by_place": serializers.DictField(child=CountAndBytes()), "trash": CountAndBytes()}))
 @api_view(["GET"])
 def usage(request):
     """The caller's storage: quota, used, reserved and a breakdown by kind."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 from django.db.models import Count, OuterRef, Prefetch, Subquery
 from django.db.models.functions import Coalesce
 from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
@@ -15,7 +16,7 @@ from rest_framework.response import Response
 from gallery.exceptions import NotFound
 from gallery.models import Album, Media, Variant
 from gallery.services.library import album_change_media, album_create, album_delete, album_update, favourites_for
-from media_api.pagination import KeysetPagination
+from media_api.pagination import KeysetPagination, WholeListPagination
 from media_api.serializers import (
     AlbumCreateSerializer,
     AlbumSerializer,
@@ -67,8 +68,17 @@ def album_pk(raw) -> int:
     return int(text)
 
 
+@extend_schema_view(
+    list=extend_schema(summary="The caller's albums, Favourites first"),
+    create=extend_schema(summary="A new album", request=AlbumCreateSerializer, responses={201: AlbumSerializer}),
+    retrieve=extend_schema(summary="One album"),
+    partial_update=extend_schema(summary="Rename an album or choose its cover", request=AlbumUpdateSerializer,
+                                 responses=AlbumSerializer),
+    destroy=extend_schema(summary="Delete an album (its media stay); Favourites is 409", responses={204: None}),
+)
 class AlbumViewSet(viewsets.GenericViewSet):
     serializer_class = AlbumSerializer
+    pagination_class = WholeListPagination
 
     def get_queryset(self):
         return albums_for(self.request.user)
@@ -81,8 +91,8 @@ class AlbumViewSet(viewsets.GenericViewSet):
 
     def list(self, request):
         favourites_for(user=request.user)  # every user has one, made on first use
-        albums = with_covers(list(self.get_queryset()))
-        return Response({"count": len(albums), "results": AlbumSerializer(albums, many=True).data})
+        albums = with_covers(self.paginate_queryset(self.get_queryset()))
+        return self.get_paginated_response(AlbumSerializer(albums, many=True).data)
 
     def create(self, request):
         data = AlbumCreateSerializer(data=request.data)
@@ -104,6 +114,10 @@ class AlbumViewSet(viewsets.GenericViewSet):
         album_delete(album=self._album(pk))
         return Response(status=status.HTTP_204_NO_CONTENT)
 
+    @extend_schema(methods=["GET"], summary="The album's media, newest first, with the total",
+                   responses=MediaSerializer(many=True))
+    @extend_schema(methods=["POST"], summary="Add and remove media (idempotent, at most 1000 ids)",
+                   request=MediaIdsChangeSerializer, responses=AlbumSerializer)
     @action(detail=True, methods=["get", "post"], pagination_class=KeysetPagination)
     def media(self, request, pk=None):
         """GET: the album's visible media, newest first, with the total. POST {"add", "remove"}."""

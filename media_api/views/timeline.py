@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from django.db.models import Sum
 from django.db.models.functions import TruncMonth
+from drf_spectacular.utils import extend_schema, inline_serializer
+from rest_framework import serializers
 from rest_framework.decorators import api_view
 from rest_framework.response import Response
 
@@ -17,6 +19,10 @@ from gallery.models import TimelineDay
 from media_api.serializers import BucketQuerySerializer
 
 
+@extend_schema(summary="How many media per month or day of capture, newest first", parameters=[BucketQuerySerializer],
+               responses=inline_serializer("TimelineBuckets", {"buckets": inline_serializer(
+                   "TimelineBucket", {"bucket": serializers.CharField(help_text="2024-05 or 2024-05-17"),
+                                      "count": serializers.IntegerField()}, many=True)}))
 @api_view(["GET"])
 def buckets(request):
     query = BucketQuerySerializer(data=request.query_params)

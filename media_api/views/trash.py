@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.db.models import Sum
-from rest_framework import viewsets
+from drf_spectacular.utils import extend_schema, inline_serializer
+from rest_framework import serializers, viewsets
 from rest_framework.decorators import api_view
 from rest_framework.response import Response
 
@@ -34,6 +35,8 @@ class TrashViewSet(WithRelations, viewsets.GenericViewSet):
         return response
 
 
+@extend_schema(summary="Bring media back from the trash", request=MediaIdsSerializer, responses=inline_serializer(
+    "TrashRestored", {"restored": serializers.ListField(child=serializers.UUIDField())}))
 @api_view(["POST"])
 def restore(request):
     """{"media": [ids]} back to the library; an id not in the caller's trash is a 404."""
@@ -43,6 +46,8 @@ def restore(request):
     return Response({"restored": [str(pk) for pk in restored]})
 
 
+@extend_schema(summary="Purge the whole trash now", request=None, responses=inline_serializer(
+    "TrashEmptied", {"purged": serializers.IntegerField()}))
 @api_view(["POST"])
 def empty(request):
     """Purge the whole trash now: rows, variants and bytes; used_bytes drops by their sizes."""
