@@ -412,12 +412,15 @@ LOGIN_FAILURES_PER_ADDRESS = env_int("LOGIN_FAILURES_PER_ADDRESS", 20, minimum=1
 # Wrong share-link passwords allowed per window, per share and per client address.
 SHARE_PASSWORD_FAILURES_PER_SHARE = env_int("SHARE_PASSWORD_FAILURES_PER_SHARE", 10, minimum=1)
 SHARE_PASSWORD_FAILURES_PER_ADDRESS = env_int("SHARE_PASSWORD_FAILURES_PER_ADDRESS", 20, minimum=1)
-# scope -> (failures allowed, window in seconds); other doors (vault unlock) add theirs.
+# Wrong vault passphrases or recovery keys allowed per user and window (gallery.services.vault).
+VAULT_UNLOCK_FAILURES = env_int("VAULT_UNLOCK_FAILURES", 5, minimum=1)
+# scope -> (failures allowed, window in seconds).
 THROTTLE_RULES = {
     "login-account": (LOGIN_FAILURES_PER_ACCOUNT, THROTTLE_WINDOW_SECONDS),
     "login-address": (LOGIN_FAILURES_PER_ADDRESS, THROTTLE_WINDOW_SECONDS),
     "share-password": (SHARE_PASSWORD_FAILURES_PER_SHARE, THROTTLE_WINDOW_SECONDS),
     "share-address": (SHARE_PASSWORD_FAILURES_PER_ADDRESS, THROTTLE_WINDOW_SECONDS),
+    "vault-unlock": (VAULT_UNLOCK_FAILURES, THROTTLE_WINDOW_SECONDS),
 }
 # How long an unlocked password-protected share stays open in a browser (its signed cookie).
 SHARE_UNLOCK_SECONDS = env_int("SHARE_UNLOCK_SECONDS", 7 * 24 * 3600, minimum=60)
@@ -425,6 +428,21 @@ SHARE_UNLOCK_SECONDS = env_int("SHARE_UNLOCK_SECONDS", 7 * 24 * 3600, minimum=60
 # --- Sync for phones (gallery.services.changes) --------------------------------------------
 # Days a deletion is remembered for /api/v1/sync/; an older cursor gets 410 full_sync_required.
 SYNC_TOMBSTONE_DAYS = env_int("SYNC_TOMBSTONE_DAYS", 90, minimum=1)
+
+# --- The vault (gallery.vault, docs/vault.md) ----------------------------------------------
+# Argon2id for the passphrase: at least 64 MiB and 3 passes. A keyring keeps the parameters
+# it was made with, so changing these applies to new vaults and passphrase changes.
+VAULT_ARGON2_MEMORY_KIB = env_int("VAULT_ARGON2_MEMORY_KIB", 65536, minimum=65536)
+VAULT_ARGON2_TIME_COST = env_int("VAULT_ARGON2_TIME_COST", 3, minimum=3)
+VAULT_ARGON2_PARALLELISM = env_int("VAULT_ARGON2_PARALLELISM", 1, minimum=1)
+# An unlocked credential locks itself after this many minutes without use.
+VAULT_IDLE_MINUTES = env_int("VAULT_IDLE_MINUTES", 15, minimum=1)
+VAULT_PASSPHRASE_MIN_LENGTH = 10
+# Where processing decrypts a vault original for the time of its job: memory (/dev/shm) when
+# there is one, so no plaintext reaches a disk; the directory is emptied before the job ends.
+VAULT_TEMP_DIR = env_str("VAULT_TEMP_DIR", "/dev/shm" if Path("/dev/shm").is_dir() else str(DATA_DIR / "tmp"))
+# How long a queued vault processing job may wait for a worker before its key is gone.
+VAULT_JOB_KEY_HOURS = env_int("VAULT_JOB_KEY_HOURS", 24, minimum=1)
 
 # --- HTTPS and browser policies (gallery.web.security) -------------------------------------
 # A request is secure when it came over TLS, or a trusted proxy (FORWARDED_ALLOW_IPS) says
@@ -505,6 +523,9 @@ LOGGING = {
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": env_choice("LOG_LEVEL", "info", ("debug", "info", "warning", "error")).upper()},
+    # These log the tag values of every file they read at DEBUG (names, descriptions, places):
+    # never, whatever LOG_LEVEL says, or vault items' metadata would reach the logs.
+    "loggers": {name: {"level": "INFO"} for name in ("exifread", "PIL", "mutagen", "libav")},
 }
 
 # --- Media delivery (gallery.delivery.views, gallery.delivery.blobcache) --------------------------------

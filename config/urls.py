@@ -3,10 +3,10 @@ from __future__ import annotations
 from django.contrib import admin
 from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
-from mozilla_django_oidc.views import OIDCLogoutView
 
 from gallery import health
 from gallery.delivery import views as delivery
+from gallery.login import LogoutView
 from gallery.web import views as web
 
 urlpatterns = [
@@ -15,7 +15,8 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("login/", web.login, name="login"),
     # Ends the provider's session too when the login came from there (gallery.login.provider_logout_url).
-    path("logout/", OIDCLogoutView.as_view(), name="logout"),
+    # The session's vault is locked first (gallery.login.LogoutView).
+    path("logout/", LogoutView.as_view(), name="logout"),
     path("oidc/", include("mozilla_django_oidc.urls")),  # authenticate/ and callback/ (gallery.login)
     path("health/", health.health, name="health"),
     path("api/v1/", include("media_api.urls")),

@@ -154,3 +154,29 @@ class Throttled(ChipmunkError):
 
     code = "throttled"
     status = 429
+
+
+# --- The vault (gallery.services.vault, gallery.services.vault_media) ----------------------
+class VaultLocked(ChipmunkError):
+    """The vault exists but this credential has not unlocked it (or it locked itself)."""
+
+    code = "vault_locked"
+    status = 423
+
+
+class VaultNotSetUp(ChipmunkError):
+    code = "vault_not_set_up"
+    status = 404
+
+
+class VaultExists(Conflict):
+    code = "vault_exists"
+
+
+class VaultWrongSecret(ChipmunkError):
+    code = "wrong_passphrase"
+    status = 403
+
+
+class VaultThrottled(Throttled):
+    """Too many wrong passphrases or recovery keys for this user in the window (`retry_after`)."""

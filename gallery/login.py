@@ -21,12 +21,13 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render, resolve_url
 from django.urls import reverse
 from mozilla_django_oidc.auth import OIDCAuthenticationBackend
-from mozilla_django_oidc.views import OIDCAuthenticationCallbackView, OIDCAuthenticationRequestView
+from mozilla_django_oidc.views import OIDCAuthenticationCallbackView, OIDCAuthenticationRequestView, OIDCLogoutView
 from requests.exceptions import HTTPError
 
 from gallery import identity
 from gallery.exceptions import LoginRefused
 from gallery.services.identity import identity_login
+from gallery.vault import keys as vault_keys
 
 log = logging.getLogger(__name__)
 
@@ -163,3 +164,16 @@ def provider_logout_url(request: HttpRequest) -> str:
                        "post_logout_redirect_uri": request.build_absolute_uri(reverse("login"))})
     return f"{end_session}{'&' if '?' in end_session else '?'}{query}"
 
+
+
+class LogoutView(OIDCLogoutView):
+    """/logout/: the session's unlocked vault is locked first (its wrapped key leaves the
+    cache and the vault cookie goes), then the session ends (at the provider too, when it
+    came from there: provider_logout_url)."""
+
+    def post(self, request):
+        if request.user.is_authenticated:
+            vault_keys.forget(user_id=request.user.pk, credential=vault_keys.credential_of(request))
+        response = super().post(request)
+        response.delete_cookie(vault_keys.COOKIE, path="/", samesite="Strict")
+        return response

@@ -97,10 +97,14 @@ class MediaQuerySet(models.QuerySet):
             return self.none()
         return self.filter(owner=user)
 
-    def visible_to(self, user) -> MediaQuerySet:
+    def visible_to(self, user, *, vault=None) -> MediaQuerySet:
         """The one rule for who may see a media, used by every door (API, delivery, web pages,
-        websocket, search): the user's own library, neither trashed nor in the vault. Share
-        links widen it in shared_by below, the unlocked vault will here; nowhere else."""
+        websocket, search): the user's own library, neither trashed nor in the vault; and
+        their vault items too when `vault` is the unlock of the credential asking
+        (gallery.vault.keys.Unlocked, only ever made from a key that opened the vault). Share
+        links widen it in shared_by below; nowhere else."""
+        if vault is not None and getattr(user, "pk", None) is not None and vault.user_id == user.pk:
+            return self.owned_by(user).filter(trashed_at__isnull=True)
         return self.owned_by(user).filter(IN_LIBRARY)
 
     def shared_by(self, share) -> MediaQuerySet:
@@ -115,11 +119,12 @@ class MediaQuerySet(models.QuerySet):
             return qs.filter(pk=share.media_id)
         return qs.filter(albums__id=share.album_id)
 
-    def same_bytes(self, *, owner_id, sha256: str) -> MediaQuerySet:
+    def same_bytes(self, *, owner_id, sha256: str, vault: bool = False) -> MediaQuerySet:
         """The owner's media known to have these bytes, oldest first: what dedup resolves an
-        upload to. A direct upload's SHA-256 is only the client's claim until
-        verify_direct_upload checks it, so an `uploading` media never counts as a copy."""
-        return (self.filter(owner_id=owner_id, sha256=sha256).exclude(status=Media.Status.UPLOADING)
+        upload to, in the library or (`vault`) in the vault, never across the two (vault rows
+        hold a keyed digest, not the SHA-256). A direct upload's SHA-256 is only the client's
+        claim until verify_direct_upload checks it, so an `uploading` media never counts as a copy."""
+        return (self.filter(owner_id=owner_id, sha256=sha256, in_vault=vault).exclude(status=Media.Status.UPLOADING)
                 .order_by("created_at"))
 
     def timeline(self) -> MediaQuerySet:
@@ -355,6 +360,11 @@ class Tag(models.Model):
     def __str__(self) -> str:
         return self.name
 
+    def save(self, *args, **kwargs) -> None:
+        # The key always follows the name, whoever makes the row (services, admin, tests).
+        self.key = tag_key(self.name)
+        super().save(*args, **kwargs)
+
 
 class Identity(models.Model):
     """A user's account at an OpenID provider: (issuer, sub) names it, never the e-mail."""
@@ -522,8 +532,9 @@ class Upload(models.Model):
     @property
     def survives_expiry(self) -> bool:
         """Every byte of an upload that becomes media arrived: past its expiry it is finished,
-        not thrown away. A partial only waits for a final upload, so it expires like any other."""
-        return self.is_complete and self.concat != self.Concat.PARTIAL
+        not thrown away. A partial only waits for a final upload, so it expires like any other, and
+        so does a vault upload: only its owner's unlocked credential can finish it."""
+        return self.is_complete and self.concat != self.Concat.PARTIAL and not (self.metadata or {}).get("vault")
 
     @property
     def awaits_completion(self) -> bool:
@@ -538,3 +549,4 @@ from gallery.models_export import Export  # noqa: E402,F401
 from gallery.models_sharing import Share  # noqa: E402,F401
 from gallery.models_sync import MediaChange, SyncClock  # noqa: E402,F401
 from gallery.models_timeline import TimelineDay  # noqa: E402,F401
+from gallery.models_vault import VaultItem, VaultKeyring  # noqa: E402,F401

@@ -117,6 +117,7 @@ def _related(media: Media, prefetched: str, relation: str) -> list:
 
 class MediaUploadSerializer(serializers.Serializer):
     file = serializers.FileField(allow_empty_file=True)
+    vault = serializers.BooleanField(required=False, default=False)
 
 
 class MediaListQuerySerializer(serializers.Serializer):

@@ -17,6 +17,7 @@ from media_api.views import (
                              trash,
                              tus,
                              uploads,
+                             vault,
 )
 
 router = SimpleRouter()
@@ -57,5 +58,16 @@ urlpatterns = [
     path("export/", export.export_collection, name="exports"),
     path("export/<str:export_id>/", export.export_detail, name="export"),
     path("export/<str:export_id>/download", export.export_download, name="export-download"),
+    re_path(r"^media/(?P<pk>[0-9a-fA-F-]{36})/move-to-vault/?$",
+            media.MediaViewSet.as_view({"post": "move_to_vault"}), name="media-move-to-vault"),
+    re_path(r"^vault/?$", vault.vault_detail, name="vault"),
+    re_path(r"^vault/setup/?$", vault.setup, name="vault-setup"),
+    re_path(r"^vault/unlock/?$", vault.unlock, name="vault-unlock"),
+    re_path(r"^vault/lock/?$", vault.lock, name="vault-lock"),
+    re_path(r"^vault/passphrase/?$", vault.passphrase, name="vault-passphrase"),
+    path("vault/media/", vault.media_list, name="vault-media"),
+    path("vault/media/<uuid:media_id>/", vault.media_item, name="vault-media-item"),
+    path("vault/media/<uuid:media_id>/move-to-library", vault.move_to_library, name="vault-move-to-library"),
+    path("vault/media/<uuid:media_id>/move-to-library/", vault.move_to_library),
     *router.urls,
 ]

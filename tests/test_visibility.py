@@ -142,3 +142,52 @@ def test_a_share_opens_nothing_else_of_the_owner(item, alice, upload, corpus):
     # Nor does it open the owner's /m/ URLs or API for the holder of the link.
     assert Client().get(f"/m/{item.token}/3s/").status_code == 404
     assert APIClient().get(f"/api/v1/media/{item.pk}/").status_code == 401
+
+
+def test_a_vault_item_is_visible_only_to_its_owners_unlocked_credential(alice, charlie, settings, corpus,
+                                                                       django_capture_on_commit_callbacks):
+    """The unlocked vault widens the one rule for the credential that unlocked it, on the
+    delivery door only: the library's doors (object, lists, exists, ?sha256=) never show it."""
+    from tests.vault_support import vault_open_for, vault_upload
+
+    settings.VAULT_ARGON2_MEMORY_KIB, settings.VAULT_ARGON2_TIME_COST = 1024, 1
+    owner = api_client(alice)
+    vault_open_for(owner)
+    response = vault_upload(owner, (corpus / "jpg" / "Canon_40D.jpg").read_bytes(), "v.jpg",
+                            django_capture_on_commit_callbacks)
+    assert response.status_code == 201
+    item = response.json()
+    media = Media.objects.get(pk=item["id"])
+    assert set(Media.objects.visible_to(alice)) == set()
+    unlocked_client = Client(HTTP_AUTHORIZATION=owner._credentials["HTTP_AUTHORIZATION"])
+    browser = Client()
+    browser.force_login(alice)
+    others = {"owner's other key": Client(HTTP_AUTHORIZATION=api_client(alice)._credentials["HTTP_AUTHORIZATION"]),
+              "owner's session": browser,
+              "stranger": Client(HTTP_AUTHORIZATION=api_client(charlie)._credentials["HTTP_AUTHORIZATION"]),
+              "anonymous": Client()}
+    for path in delivery_urls(media):
+        assert unlocked_client.get(path, HTTP_RANGE="bytes=0-9").status_code == 206, path
+        for who, client in others.items():
+            assert client.get(path).status_code == 404, (who, path)
+    for method, path in api_requests(media):
+        assert getattr(owner, method)(path).status_code == 404, (method, path)
+    assert owner.get("/api/v1/media/").json()["results"] == []
+    assert owner.get(f"/api/v1/media/?sha256={item['sha256']}").json()["results"] == []
+    assert owner.get(f"/api/v1/media/?sha256={media.sha256}").json()["results"] == []
+    assert owner.post("/api/v1/media/exists", {"sha256": [item["sha256"]]}, format="json").json()["exists"] == []
+    assert str(media.token) not in browser.get("/").content.decode()
+    # The session unlocks for itself (its vault cookie); a copy of the session without the cookie does not.
+    from tests.vault_support import PASSPHRASE
+
+    assert browser.post("/api/v1/vault/unlock", {"passphrase": PASSPHRASE},
+                        content_type="application/json").status_code == 200
+    cookieless = Client()
+    cookieless.cookies["sessionid"] = browser.cookies["sessionid"].value
+    for path in delivery_urls(media):
+        assert browser.get(path, HTTP_RANGE="bytes=0-9").status_code == 206, path
+        assert cookieless.get(path).status_code == 404, path
+    owner.post("/api/v1/vault/lock")
+    for path in delivery_urls(media):
+        assert unlocked_client.get(path).status_code == 404, path
+    assert browser.get(delivery_urls(media)[0]).status_code == 200  # each credential locks for itself

@@ -207,6 +207,12 @@ class BlobCache:
             doomed = self._evict(db, owner=None, incoming=0, keep=None)
         self._unlink(doomed)
 
+    def forget_blob(self, *, key: str, size: int, owner: str) -> None:
+        """Drop every cached block of `key` (a blob that moved into the vault: its plaintext
+        blocks must not outlive it here)."""
+        for index in range(-(-size // self.block_size)):
+            self._forget(self._path(key, index, owner))
+
     # --- Internals -----------------------------------------------------------------------
     def _path(self, key: str, index: int, owner: str) -> Path:
         digest = hashlib.sha256(f"{key}\0{self.block_size}\0{index}".encode()).hexdigest()
@@ -473,6 +479,14 @@ def get_cache() -> BlobCache | None:
             _cache = BlobCache(Path(settings.BLOB_CACHE_DIR), capacity=capacity,
                                user_share=int(capacity * settings.BLOB_CACHE_USER_SHARE))
         return _cache
+
+
+def forget_cached(*, blobs: list[tuple[str, int]], owner: str) -> None:
+    """Forget the cached blocks of these (key, size) blobs of `owner`, if the cache is on."""
+    cache = get_cache()
+    if cache is not None:
+        for key, size in blobs:
+            cache.forget_blob(key=key, size=size, owner=owner)
 
 
 def cache_stats() -> dict:

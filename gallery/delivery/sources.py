@@ -7,17 +7,20 @@ range decision asks for, in chunks of at most CHUNK_SIZE. Nothing here decides w
 from __future__ import annotations
 
 import abc
+import itertools
 import logging
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
 from typing import BinaryIO
 
 from django.core.files.storage import Storage
 
 from gallery.delivery import ranges
-from gallery.delivery.blobcache import BlobCache, get_cache
+from gallery.delivery.blobcache import BlobCache, close_iterator, get_cache
 from gallery.processing.jpeg_gps import Patch, apply_patches
 from gallery.storage import is_s3, s3_client
+from gallery.vault import crypto
 
 logger = logging.getLogger(__name__)
 
@@ -159,3 +162,70 @@ def source_for(storage: Storage, *, key: str, size: int, owner: str) -> Source:
     if cache is None:
         return S3Source(storage, key, size)
     return CachedS3Source(storage, key, size, owner, cache)
+
+
+class VaultSource(Source):
+    """A vault blob's plaintext: reads the sealed chunks a range touches from the blob's own
+    source (so the block cache only ever holds ciphertext) and decrypts those alone."""
+
+    def __init__(self, inner: Source, *, file_key: bytes, file_id: bytes, size: int) -> None:
+        self.inner, self.file_key, self.file_id, self.size = inner, file_key, file_id, size
+        self.header: crypto.Header | None = None
+
+    def __enter__(self) -> VaultSource:
+        self.inner.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.inner.__exit__(*exc)
+
+    def _checked(self, head: bytes) -> crypto.Header:
+        header = crypto.header_parse(head)
+        if header.chunk_size != crypto.CHUNK_SIZE or header.size != self.size:
+            raise crypto.VaultCryptoError("the vault blob does not match its record")
+        return header
+
+    def read(self, first: int, last: int) -> Iterator[bytes]:
+        if last < first:
+            return
+        layout = crypto.Header(chunk_size=crypto.CHUNK_SIZE, size=self.size, prefix=b"")
+        start = layout.chunk_span(first // crypto.CHUNK_SIZE)[0]
+        end_first, end_length = layout.chunk_span(last // crypto.CHUNK_SIZE)
+        end = end_first + end_length - 1
+        if self.header is None and start == crypto.HEADER_SIZE:
+            # The header and the first chunks in one read (one GET on S3).
+            pieces = iter(self.inner.read(0, end))
+            head = bytearray()
+            while len(head) < crypto.HEADER_SIZE:
+                piece = next(pieces, None)
+                if piece is None:
+                    raise crypto.VaultCryptoError("the vault blob is shorter than its header")
+                head += piece
+            self.header = self._checked(bytes(head[:crypto.HEADER_SIZE]))
+            sealed = itertools.chain([bytes(head[crypto.HEADER_SIZE:])], pieces)
+        else:
+            if self.header is None:
+                self.header = self._checked(b"".join(self.inner.read(0, crypto.HEADER_SIZE - 1)))
+            sealed = self.inner.read(start, end)
+        pieces = crypto.decrypt_span(self.file_key, self.file_id, self.header, first, last, sealed)
+        if last - first + 1 <= PREFETCH_OVER:
+            yield from pieces
+        else:  # a long span: the next piece is read and decrypted while this one is sent
+            yield from _ahead(pieces)
+
+
+# Spans longer than this are decrypted one piece ahead of the sender, in a thread of their own.
+PREFETCH_OVER = 4 * 1024 * 1024
+
+
+def _ahead(pieces: Iterator[bytes]) -> Iterator[bytes]:
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vault-ahead")
+    try:
+        pending = pool.submit(next, pieces, None)
+        while (piece := pending.result()) is not None:
+            pending = pool.submit(next, pieces, None)
+            yield piece
+    finally:
+        # Closed in the thread that ran it, after the piece in flight (a client that left).
+        pool.submit(close_iterator, pieces).result()
+        pool.shutdown(wait=True)

@@ -2,8 +2,9 @@
 
 Django always decides who may read what: the caller comes from gallery.auth (the API's own
 authentication classes) and what they may see from Media.objects.visible_to, the one rule
-every door uses (the owner's library for now; trashed and vault media are 404 for everyone,
-like an unknown token). Who sends the bytes is chosen per target (delivery_mode):
+every door uses (the owner's library; their vault items while the asking credential holds
+the vault unlocked, gallery.vault.keys; trashed media and everything else are 404, like an
+unknown token). Who sends the bytes is chosen per target (delivery_mode):
 DELIVERY_MODE for library media, always this process for vault items:
 - stream: this process, in constant memory, with ranges and conditional requests
   (gallery.delivery.ranges), reading from gallery.delivery.sources: local files in chunks,
@@ -53,19 +54,23 @@ from django.views.decorators.http import require_http_methods
 from gallery.auth import authenticate
 from gallery.delivery import ranges
 from gallery.delivery.blobcache import close_iterator
-from gallery.delivery.sources import PatchedSource, body, source_for
+from gallery.delivery.sources import PatchedSource, VaultSource, body, source_for
 from gallery.exceptions import ChipmunkError
 from gallery.models import Media, Variant
 from gallery.processing.filetypes import clean_media_type, safe_served_type
 from gallery.processing.jpeg_gps import gps_patches, is_jpeg
+from gallery.services.vault import vault_file_key
+from gallery.services.vault_media import vault_open
 from gallery.sharing import REFUSE, SEND_WITHOUT_GPS, share_open, share_sends
 from gallery.storage import STORAGE_ERRORS, blob_head, is_s3, media_storage, presign_url
+from gallery.vault import crypto, keys
 
 logger = logging.getLogger(__name__)
 
 ORIGINAL_LEVEL = "0"
 VARIANT_CACHE_CONTROL = "private, max-age=31536000, immutable"
 ORIGINAL_CACHE_CONTROL = "private, no-cache"
+VAULT_CACHE_CONTROL = "private, no-store"
 # Originals of these types (a closed list of formats browsers display without running
 # anything) may be shown in the browser; anything else is sent as an attachment. Every
 # answer also carries nosniff and a sandboxing CSP, so even a page that got past the type
@@ -82,6 +87,14 @@ _io_pool = ThreadPoolExecutor(max_workers=32, thread_name_prefix="delivery")
 
 
 @dataclass(frozen=True)
+class Sealed:
+    """How to open a vault blob: its file key and file id (gallery.vault.crypto)."""
+
+    file_key: bytes
+    file_id: bytes
+
+
+@dataclass(frozen=True)
 class Target:
     """The blob a request resolved to, and how to describe it."""
 
@@ -92,6 +105,7 @@ class Target:
     mode: str  # stream | x-accel | redirect: see delivery_mode
     # (offset, bytes) written over the blob's bytes as they stream (a share's GPS-free original).
     patches: tuple[tuple[int, bytes], ...] = ()
+    sealed: Sealed | None = None  # a vault item's blob: decrypted on the way out
 
 
 # --- Authorisation -----------------------------------------------------------------------
@@ -105,7 +119,15 @@ def find_target(request: HttpRequest, token: str, level: str) -> Target | None:
     if caller is None:
         return None
     found = _lookup(Media.objects.visible_to(caller.user), token, level)
-    return _target(*found) if found is not None else None
+    if found is not None:
+        return _target(*found)
+    # Not in the library: a vault item, if this credential holds the vault open.
+    unlock = keys.unlocked(user_id=caller.user.pk, credential=keys.credential_of(request))
+    if unlock is None:
+        return None
+    found = _lookup(Media.objects.visible_to(caller.user, vault=unlock).filter(in_vault=True), token, level,
+                    sealed=True)
+    return _vault_target(*found, unlock) if found is not None else None
 
 
 def find_shared_target(request: HttpRequest, share_token: str, token: str, level: str) -> Target | None:
@@ -146,15 +168,38 @@ def _without_gps(target: Target) -> Target | None:
     return None
 
 
-def _lookup(media_qs, token: str, level: str) -> tuple[Media, Variant | None] | None:
-    """(media, variant or None for the original) of this token and level within media_qs."""
+def _lookup(media_qs, token: str, level: str, *, sealed: bool = False) -> tuple[Media, Variant | None] | None:
+    """(media, variant or None for the original) of this token and level within media_qs, in
+    one query; with `sealed` (vault items) their VaultItem rows come along."""
     media_qs = media_qs.filter(token=token)
     if level == ORIGINAL_LEVEL:
-        media, variant = media_qs.first(), None
+        media, variant = (media_qs.select_related("vault_item") if sealed else media_qs).first(), None
     else:
-        variant = Variant.objects.select_related("media").filter(level=level, media__in=media_qs).first()
+        related = ("media", "media__vault_item") if sealed else ("media",)
+        variant = Variant.objects.select_related(*related).filter(level=level, media__in=media_qs).first()
         media = variant.media if variant is not None else None
     return (media, variant) if media is not None else None
+
+
+def _vault_target(media: Media, variant: Variant | None, unlock: keys.Unlocked) -> Target | None:
+    """A vault item's blob for the unlocked owner: always streamed by us, decrypted per chunk."""
+    if variant is None:
+        if not media.original_key or media.status == Media.Status.UPLOADING:
+            return None
+        file_key, meta = vault_open(media=media, unlocked=unlock, item=media.vault_item)
+        rep = ranges.Representation(size=media.size, etag=f'"{_key_digest(media.original_key, media.size)}"',
+                                    last_modified=media.updated_at,
+                                    content_type=meta.get("content_type") or "application/octet-stream")
+        sealed = Sealed(file_key, crypto.blob_file_id(media.pk, ORIGINAL_LEVEL))
+        return Target(media.original_key, str(media.owner_id), rep, meta.get("name") or "download", "stream",
+                      sealed=sealed)
+    if not variant.storage_key:
+        return None
+    file_key = vault_file_key(unlocked=unlock, media_id=media.pk, wrapped=media.vault_item.wrapped_key)
+    rep = ranges.Representation(size=variant.size, etag=f'"{_key_digest(variant.storage_key, variant.size)}"',
+                                last_modified=variant.created_at, content_type=variant.content_type)
+    sealed = Sealed(file_key, crypto.blob_file_id(media.pk, variant.level))
+    return Target(variant.storage_key, str(media.owner_id), rep, None, "stream", sealed=sealed)
 
 
 def _target(media: Media, variant: Variant | None) -> Target | None:
@@ -217,6 +262,9 @@ def _common_headers(target: Target, download: bool) -> dict[str, str]:
         headers["Cache-Control"] = VARIANT_CACHE_CONTROL
     else:
         headers["Cache-Control"] = ORIGINAL_CACHE_CONTROL
+    if target.sealed is not None:
+        headers["Cache-Control"] = VAULT_CACHE_CONTROL  # no plaintext copy in the browser's disk cache
+    if target.filename is not None:
         inline = not download and _inline_allowed(target.rep.content_type)
         headers["Content-Disposition"] = content_disposition("inline" if inline else "attachment", target.filename)
     return headers
@@ -284,7 +332,13 @@ def _stream_response(request: HttpRequest, storage: Storage, target: Target,
     send_body = request.method != "HEAD" and decision.status in (200, 206)
     chunks: Iterator[bytes] = iter(())
     if send_body:
-        source = source_for(storage, key=target.key, size=target.rep.size, owner=target.owner_id)
+        if target.sealed is None:
+            source = source_for(storage, key=target.key, size=target.rep.size, owner=target.owner_id)
+        else:
+            inner = source_for(storage, key=target.key, size=crypto.ciphertext_size(target.rep.size),
+                               owner=target.owner_id)
+            source = VaultSource(inner, file_key=target.sealed.file_key, file_id=target.sealed.file_id,
+                                 size=target.rep.size)
         if target.patches:
             source = PatchedSource(source, list(target.patches))
         chunks = body(source, decision)

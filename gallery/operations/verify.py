@@ -28,6 +28,7 @@ from django.utils import timezone
 
 from gallery.models import Export, Media, Upload, User, Variant
 from gallery.storage import BlobInfo, blob_list, blob_size, blob_storage_sha256, is_s3, s3_client
+from gallery.vault.crypto import ciphertext_size
 
 # What processing makes for every picture (gallery.processing.images.LEVELS + SQUARE_LEVELS);
 # videos have them from their poster, tracks from their cover art when they have one.
@@ -80,13 +81,17 @@ class _Row:
 
 def _rows(user: User) -> dict[str, _Row]:
     rows: dict[str, _Row] = {}
+    # A vault item's blobs are encrypted (docs/vault.md): their stored size is the ciphertext's,
+    # and its row's sha256 is a keyed digest that no hash of the blob can match.
     originals = (Media.objects.filter(owner=user).exclude(original_key="")
-                 .values_list("original_key", "size", "pk", "sha256", "status"))
-    for key, size, pk, sha, status in originals.iterator(chunk_size=5000):
-        rows[key] = _Row(size, "original", str(pk), "" if status == Media.Status.UPLOADING else sha)
-    variants = Variant.objects.filter(media__owner=user).values_list("storage_key", "size", "media_id", "level")
-    for key, size, media_id, level in variants.iterator(chunk_size=5000):
-        rows[key] = _Row(size, "variant", str(media_id), level=level)
+                 .values_list("original_key", "size", "pk", "sha256", "status", "in_vault"))
+    for key, size, pk, sha, status, vault in originals.iterator(chunk_size=5000):
+        rows[key] = _Row(ciphertext_size(size) if vault else size, "original", str(pk),
+                         "" if status == Media.Status.UPLOADING or vault else sha)
+    variants = Variant.objects.filter(media__owner=user).values_list("storage_key", "size", "media_id", "level",
+                                                                     "media__in_vault")
+    for key, size, media_id, level, vault in variants.iterator(chunk_size=5000):
+        rows[key] = _Row(ciphertext_size(size) if vault else size, "variant", str(media_id), level=level)
     for key, size, pk in Export.objects.filter(owner=user).exclude(key="").values_list("key", "size", "pk"):
         rows[key] = _Row(size, "export", str(pk))
     return rows

@@ -29,7 +29,9 @@ from gallery.models import Media, Variant, zone_named
 from gallery.services.changes import media_changed
 from gallery.services.metadata import media_tags_from_metadata
 from gallery.services.timeline import timeline_move
+from gallery.services.vault_media import vault_meta_update
 from gallery.storage import is_s3, media_storage, variant_key
+from gallery.vault import blobs as vault_blobs
 
 log = logging.getLogger(__name__)
 
@@ -48,12 +50,23 @@ class Outcome:
     # (level, width, height, content_type, extension, bytes or local path)
     outputs: list[tuple[str, int, int, str, str, bytes | Path]] = field(default_factory=list)
     tags: list[str] = field(default_factory=list)  # keywords from XMP and sidecars, made Tag rows
+    variant_sizes: dict[str, list[int]] = field(default_factory=dict)  # vault items: level -> [w, h]
 
 
 @contextmanager
-def local_copy(media: Media) -> Iterator[Path]:
-    """A local path of the original: the file itself on disk storage, a temp copy from S3."""
+def local_copy(media: Media, file_key: bytes | None = None) -> Iterator[Path]:
+    """A local path of the original: the file itself on disk storage, a temp copy from S3; for
+    a vault item, its decrypted copy in VAULT_TEMP_DIR (memory), removed when the block ends."""
     storage = media_storage()
+    if media.in_vault:
+        with tempfile.TemporaryDirectory(dir=settings.VAULT_TEMP_DIR, prefix="vault-") as tmp:
+            path = Path(tmp) / "original"
+            with open(path, "wb") as dst:
+                for piece in vault_blobs.decrypt_from(media.original_key, file_key=file_key, media_id=media.pk,
+                                                      level="0"):
+                    dst.write(piece)
+            yield path
+        return
     if not is_s3(storage):
         yield Path(storage.path(media.original_key))
         return
@@ -242,12 +255,21 @@ def _audio(media: Media, path: Path, outcome: Outcome) -> None:
             outcome.outputs += [(v.level, v.width, v.height, v.content_type, "webp", v.data) for v in variants]
 
 
-def _store_outputs(media: Media, outcome: Outcome) -> None:
+def _store_outputs(media: Media, outcome: Outcome, file_key: bytes | None = None) -> None:
     storage = media_storage()
     existing = set(media.variants.values_list("level", flat=True))
     made: list[Variant] = []
     for level, width, height, content_type, ext, data in outcome.outputs:
         if level in existing:
+            continue
+        if media.in_vault:  # encrypted as written; the sizes go in the sealed metadata
+            key = vault_blobs.variant_key(user_id=media.owner_id, media_id=media.pk)
+            size = len(data) if isinstance(data, bytes) else os.path.getsize(data)
+            pieces = [data] if isinstance(data, bytes) else vault_blobs.file_pieces(data)
+            vault_blobs.encrypt_to(key, file_key=file_key, media_id=media.pk, level=level, size=size, pieces=pieces)
+            outcome.variant_sizes[level] = [width, height]
+            made.append(Variant(media=media, level=level, width=0, height=0, size=size,
+                                content_type=content_type, storage_key=key))
             continue
         # A fresh key per attempt: a changed output is a new file, never an overwritten one.
         key = variant_key(user_id=media.owner_id, media_id=media.pk, level=f"{level}-{uuid.uuid4().hex[:8]}", ext=ext)
@@ -282,25 +304,31 @@ def without_nul(value: Any) -> Any:
     return value
 
 
-def media_process(*, media_id: uuid.UUID | str) -> None:
-    """Process one media (idempotent). Raises only for errors worth a retry."""
+def media_process(*, media_id: uuid.UUID | str, file_key: bytes | None = None) -> None:
+    """Process one media (idempotent). Raises only for errors worth a retry. A vault item needs
+    its file key (the job's one-time key): no plaintext is stored, and what processing learns
+    goes into its sealed metadata, not the row."""
     media = Media.objects.select_related("owner").filter(pk=media_id).first()
-    if media is None or media.status == Media.Status.UPLOADING:
+    if media is None or media.status == Media.Status.UPLOADING or (media.in_vault and file_key is None):
         return
     Media.objects.filter(pk=media.pk).update(status=Media.Status.PROCESSING, updated_at=timezone.now())
     events.send(media.owner_id, "media.processing", media_id=str(media.pk))
     outcome = Outcome()
     try:
-        with tempfile.TemporaryDirectory(dir=settings.FILE_UPLOAD_TEMP_DIR) as tmp, local_copy(media) as path:
+        workdir = settings.VAULT_TEMP_DIR if media.in_vault else settings.FILE_UPLOAD_TEMP_DIR
+        with tempfile.TemporaryDirectory(dir=workdir) as tmp, local_copy(media, file_key) as path:
             if media.kind == Media.Kind.IMAGE:
                 _image(media, path, outcome)
             elif media.kind == Media.Kind.VIDEO:
                 _video(media, path, outcome, Path(tmp))
             elif media.kind == Media.Kind.AUDIO:
                 _audio(media, path, outcome)
-            _store_outputs(media, outcome)
+            _store_outputs(media, outcome, file_key)
     except PermanentFailure as exc:
         media_mark_failed(media_id=media.pk, error=str(exc))
+        return
+    if media.in_vault:
+        _vault_ready(media, outcome, file_key)
         return
     with transaction.atomic():
         # Under the row's lock: an edit that landed while the file was read wins (manual
@@ -338,14 +366,29 @@ def _without_manual(media: Media, fields: dict[str, Any]) -> dict[str, Any]:
     return {name: value for name, value in fields.items() if name not in dropped}
 
 
+def _vault_ready(media: Media, outcome: Outcome, file_key: bytes) -> None:
+    """A processed vault item: what was learned sealed in its metadata; the row only says ready."""
+    # Keywords stay in the sealed metadata: as Tag rows they would name the item in the clear.
+    changes = without_nul({**outcome.fields, "details": outcome.details, "keywords": outcome.tags})
+    for name, value in changes.items():
+        if isinstance(value, datetime):
+            changes[name] = value.isoformat()
+    with transaction.atomic():
+        vault_meta_update(media_id=media.pk, file_key=file_key, changes=changes, variants=outcome.variant_sizes)
+        Media.objects.filter(pk=media.pk).update(status=Media.Status.READY, updated_at=timezone.now(),
+                                                 error="\n".join(outcome.notes)[:5000])
+        events.send_after_commit(media.owner_id, "media.ready", media_id=str(media.pk))
+
+
 def media_mark_failed(*, media_id: uuid.UUID | str, error: str) -> None:
     """Record that a media cannot be processed, and tell its owner's pages."""
-    media = Media.objects.filter(pk=media_id).only("owner_id").first()
+    media = Media.objects.filter(pk=media_id).only("owner_id", "in_vault").first()
     if media is None:
         return
     error = without_nul(error)
     with transaction.atomic():
         Media.objects.filter(pk=media_id).update(status=Media.Status.FAILED, error=error[:5000],
                                                  updated_at=timezone.now())
-        media_changed(owner_id=media.owner_id, media_ids=[media_id])
+        if not media.in_vault:  # sync never hears of vault items
+            media_changed(owner_id=media.owner_id, media_ids=[media_id])
     events.send(media.owner_id, "media.failed", media_id=str(media_id), error=error[:500])

@@ -170,11 +170,13 @@ def media_delete(*, media: Media) -> None:
     owner_id = media.owner_id
     size = media.size
     media_id = str(media.pk)
+    in_vault = media.in_vault
     Album.objects.filter(cover=media).update(cover=None)
     usage_add(media=media, count=-1)
     media.delete()
     User.objects.filter(pk=owner_id).update(used_bytes=F("used_bytes") - size)
-    media_changed(owner_id=owner_id, media_ids=[media_id], deleted=True)
+    if not in_vault:  # sync never hears of vault items (moving one in was its deletion there)
+        media_changed(owner_id=owner_id, media_ids=[media_id], deleted=True)
     transaction.on_commit(lambda: _delete_blobs(keys))
     events.send_after_commit(owner_id, "media.deleted", media_id=media_id)
 

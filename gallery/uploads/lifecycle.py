@@ -35,6 +35,7 @@ from gallery.services.accounts import quota_check
 from gallery.services.media import IngestResult, clean_filename, media_record
 from gallery.storage import STORAGE_ERRORS, is_s3, media_storage, original_key
 from gallery.storage import s3_client as storage_s3_client
+from gallery.vault.blobs import upload_keys as vault_upload_keys
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +97,7 @@ def album_for(*, owner: User, album_id: Any) -> Album | None:
 @transaction.atomic
 def upload_reserve(*, owner: User, kind: str, length: int, filename: str, filetype: str = "",
                    album: Album | None = None, metadata: dict[str, str] | None = None, sha256: str = "",
-                   part_size: int = 0, concat: str = Upload.Concat.NONE) -> Upload:
+                   part_size: int = 0, concat: str = Upload.Concat.NONE, vault: bool = False) -> Upload:
     """Create an active upload of `length` bytes, reserving them against the owner's quota.
     TooManyUploads when the owner holds UPLOAD_MAX_ACTIVE unfinished uploads already.
 
@@ -123,6 +124,9 @@ def upload_reserve(*, owner: User, kind: str, length: int, filename: str, filety
         upload.target_key = original_key(user_id=owner.pk, media_id=upload.new_media_id, filename=filename)
     if kind == Upload.Kind.TUS and not is_s3():
         upload.part_key = f"{uploads_prefix(owner.pk)}{upload.pk}.part"
+    if vault:  # its encrypted bytes (gallery.uploads.vault), under the vault's prefix, nameless
+        upload.target_key, part_key = vault_upload_keys(user_id=owner.pk, upload_id=upload.pk)
+        upload.part_key = part_key if upload.part_key else ""
     upload.save()
     return upload
 

@@ -87,6 +87,9 @@ from gallery.uploads.tus_storage import (
     running_hashes,
     s3_complete,
 )
+from gallery.uploads.vault import ctr_key, is_vault, vault_upload_complete, vault_upload_key, vault_upload_seal
+from gallery.vault import crypto
+from gallery.vault.keys import Unlocked
 
 log = logging.getLogger(__name__)
 
@@ -144,29 +147,32 @@ def _lease_take(*, upload_id: uuid.UUID, offset: int) -> tuple[Upload, Lease]:
 
 # --- Services ----------------------------------------------------------------------------
 def upload_append(*, upload: Upload, offset: int, stream: IO[bytes], checksum: Checksum | None = None,
-                  declared_length: int | None = None) -> AppendResult:
+                  declared_length: int | None = None, vault: Unlocked | None = None) -> AppendResult:
     """Append a PATCH body at `offset`; completes the upload when the last byte arrives.
 
     `declared_length` is the body's Content-Length when known: a body that ends before it
     was cut short. Raises OffsetMismatch, UploadBusy, ChecksumMismatch, UploadExpired;
-    FinalUploadReadOnly for a body sent to a final upload.
+    FinalUploadReadOnly for a body sent to a final upload; VaultLocked for a vault upload
+    without `vault`, the unlock of its owner's vault.
     """
     if upload.concat == Upload.Concat.FINAL:
         raise FinalUploadReadOnly("a final upload is made of its partial uploads; it takes no PATCH")
-    return _append(upload=upload, offset=offset, stream=stream, checksum=checksum, declared_length=declared_length)
+    return _append(upload=upload, offset=offset, stream=stream, checksum=checksum, declared_length=declared_length,
+                   vault=vault)
 
 
-def upload_finish(*, upload: Upload) -> AppendResult:
+def upload_finish(*, upload: Upload, vault: Unlocked | None = None) -> AppendResult:
     """Finish an upload whose bytes all arrived but whose completion was cut short (a crash,
     a storage error), or a final upload's assembly: what HEAD, cleanup and concatenation do.
     Safe to run again; UploadBusy while another request holds it."""
-    return _append(upload=upload, offset=upload.length, stream=None)
+    return _append(upload=upload, offset=upload.length, stream=None, vault=vault)
 
 
 def _append(*, upload: Upload, offset: int, stream: IO[bytes] | None, checksum: Checksum | None = None,
-            declared_length: int | None = None) -> AppendResult:
+            declared_length: int | None = None, vault: Unlocked | None = None) -> AppendResult:
     if declared_length is not None and offset + declared_length > upload.length:
         raise InvalidInput(f"the body would take the upload past its length ({upload.length})")
+    upload_key = vault_upload_key(upload=upload, unlocked=vault) if is_vault(upload) else None
     row, lease = _lease_take(upload_id=upload.pk, offset=offset)
     if lease is None:  # already complete: a client repeating its last PATCH
         return AppendResult(upload=row, media=row.media, created=False)
@@ -175,13 +181,14 @@ def _append(*, upload: Upload, offset: int, stream: IO[bytes] | None, checksum: 
         hasher = running_hashes.get(row.pk, offset) if row.concat == Upload.Concat.NONE else None
         if row.concat != Upload.Concat.FINAL and (row.offset < row.length or row.length == 0):
             received = _receive(row=row, lease=lease, stream=stream, hasher=hasher, checksum=checksum,
-                                declared_length=declared_length)
+                                declared_length=declared_length, upload_key=upload_key)
             row.offset += received
             if hasher is not None:
                 running_hashes.put(row.pk, row.offset, hasher)
         if row.offset < row.length:
             return AppendResult(upload=row)
-        result = _complete(row=row, hasher=running_hashes.get(row.pk, row.offset), lease=lease)
+        result = _complete(row=row, hasher=running_hashes.get(row.pk, row.offset), lease=lease,
+                           vault=(vault, upload_key) if upload_key else None)
         row.refresh_from_db()
         if result is None:  # a finished partial: no media until a final upload takes it
             return AppendResult(upload=row)
@@ -194,9 +201,11 @@ def _append(*, upload: Upload, offset: int, stream: IO[bytes] | None, checksum: 
 
 
 def _receive(*, row: Upload, lease: Lease, stream: IO[bytes] | None, hasher, checksum: Checksum | None,
-             declared_length: int | None) -> int:
-    """Stream one body into storage and commit the new offset; returns the bytes kept."""
+             declared_length: int | None, upload_key: bytes | None = None) -> int:
+    """Stream one body into storage and commit the new offset; returns the bytes kept. A vault
+    upload's bytes are encrypted (CTR at their offset) before the sink sees them."""
     sink = S3Sink(row, lease) if is_s3() else LocalSink(row, lease)
+    ctr = crypto.ctr_at(ctr_key(upload_key), row.offset) if upload_key is not None else None
     verifier = CHECKSUM_ALGORITHMS[checksum.algorithm]() if checksum else None
     room = row.length - row.offset
     received, cut_short = 0, False
@@ -214,7 +223,7 @@ def _receive(*, row: Upload, lease: Lease, stream: IO[bytes] | None, hasher, che
             if received + len(chunk) > room:
                 raise InvalidInput(f"the body takes the upload past its length ({row.length})")
             hashing.update(chunk)
-            sink.write(chunk)
+            sink.write(ctr.update(chunk) if ctr is not None else chunk)
             received += len(chunk)
         hashing.finish()
         if checksum is not None and cut_short:
@@ -250,7 +259,8 @@ def _commit(*, row: Upload, locked: Upload, fields: dict[str, Any], received: in
     locked.save(update_fields=[*fields, "offset", "expires_at", "updated_at"])
 
 
-def _complete(*, row: Upload, hasher, lease: Lease) -> IngestResult | None:
+def _complete(*, row: Upload, hasher, lease: Lease,
+              vault: tuple[Unlocked, bytes] | None = None) -> IngestResult | None:
     """Make the original from the received bytes and record the media (or find the one the
     owner already has with these bytes, deleting the duplicate). Safe to run again.
 
@@ -267,6 +277,11 @@ def _complete(*, row: Upload, hasher, lease: Lease) -> IngestResult | None:
         s3_complete(row)
     else:
         local_complete(row)
+    if vault is not None:  # the CTR blob becomes a vault original (hashed on the way)
+        result = vault_upload_complete(row=row, unlocked=vault[0], upload_key=vault[1],
+                                       sha256=hasher.hexdigest() if hasher is not None else None)
+        running_hashes.drop(row.pk)
+        return result
     if sha256 is None:
         sha256 = hasher.hexdigest() if hasher is not None else blob_sha256(row.target_key)
     result = upload_record(upload_id=row.pk, sha256=sha256)
@@ -291,7 +306,7 @@ def _partial_complete(row: Upload) -> None:
 def upload_create(*, owner: User, length: int, filename: str, filetype: str = "", album: Album | None = None,
                   metadata: dict[str, str] | None = None, stream: IO[bytes] | None = None,
                   checksum: Checksum | None = None, declared_length: int | None = None,
-                  concat: str = Upload.Concat.NONE) -> AppendResult:
+                  concat: str = Upload.Concat.NONE, vault: Unlocked | None = None) -> AppendResult:
     """Create a tus upload of `length` bytes (a partial one with `concat="partial"`), reserving
     them against the owner's quota, with its first bytes when the request carries them
     (creation-with-upload).
@@ -303,13 +318,19 @@ def upload_create(*, owner: User, length: int, filename: str, filetype: str = ""
         raise InvalidInput("only a partial upload is created with its length; a final one is concatenated")
     upload_size_check(length)
     part_size = part_size_for(length, settings.TUS_S3_PART_SIZE) if is_s3() else 0
+    if vault is not None:  # nothing about the file in the clear: its metadata sealed, no name, no type
+        if concat != Upload.Concat.NONE or album is not None:
+            raise InvalidInput("a vault upload takes no Upload-Concat and no album")
+        metadata, _ = vault_upload_seal(unlocked=vault, metadata=metadata or {})
+        filename = filetype = ""
     upload = upload_reserve(owner=owner, kind=Upload.Kind.TUS, length=length, filename=filename, filetype=filetype,
-                            album=album, metadata=metadata, part_size=part_size, concat=concat)
+                            album=album, metadata=metadata, part_size=part_size, concat=concat,
+                            vault=vault is not None)
     if stream is None and length > 0:
         return AppendResult(upload=upload)
     try:
         return upload_append(upload=upload, offset=0, stream=stream or io.BytesIO(b""), checksum=checksum,
-                             declared_length=declared_length)
+                             declared_length=declared_length, vault=vault)
     except (ChecksumMismatch, InvalidInput) as exc:
         log.info("first bytes of upload %s refused: %s", upload.pk, exc.detail)
         upload.refresh_from_db()

@@ -20,6 +20,7 @@ from gallery.services.edits import media_edit
 from gallery.services.library import media_favourite
 from gallery.services.media import media_ingest, media_rotate_token
 from gallery.services.trash import media_trash
+from gallery.services.vault_media import vault_ingest, vault_move_in
 from media_api.body_gate import multipart_quota_check
 from media_api.pagination import KeysetPagination
 from media_api.renderers import FastJSONRenderer
@@ -30,6 +31,7 @@ from media_api.serializers import (
     MediaSerializer,
     MediaUploadSerializer,
 )
+from media_api.views.vault import require_unlocked, revealed_json
 
 
 class VariantRow(NamedTuple):
@@ -133,6 +135,13 @@ class MediaViewSet(WithRelations, mixins.ListModelMixin, mixins.RetrieveModelMix
         upload = MediaUploadSerializer(data=request.data)
         upload.is_valid(raise_exception=True)
         file = upload.validated_data["file"]
+        if upload.validated_data["vault"]:
+            unlocked = require_unlocked(request)
+            result = vault_ingest(owner=request.user, unlocked=unlocked, stream=file, size=file.size,
+                                  filename=file.name, content_type=file.content_type)
+            media = Media.objects.prefetch_related("variants").get(pk=result.media.pk)
+            return Response(revealed_json(media, unlocked),
+                            status=status.HTTP_201_CREATED if result.created else status.HTTP_200_OK)
         result = media_ingest(owner=request.user, stream=file, size=file.size, filename=file.name,
                               content_type=file.content_type)
         media = attach_relations([self.get_queryset().get(pk=result.media.pk)])[0]
@@ -163,6 +172,14 @@ class MediaViewSet(WithRelations, mixins.ListModelMixin, mixins.RetrieveModelMix
         media = self.get_object()
         media_favourite(media=media, favourite=request.method == "POST")
         return Response(MediaSerializer(attach_relations([self.get_queryset().get(pk=media.pk)])[0]).data)
+
+    @extend_schema(summary="Move into the vault", request=None, responses=MediaSerializer)
+    @action(detail=True, methods=["post"], url_path="move-to-vault")
+    def move_to_vault(self, request, pk=None):
+        """Into the caller's vault (unlocked by this credential): re-encrypted, sealed, out of the library."""
+        unlocked = require_unlocked(request)
+        media = vault_move_in(media=self.get_object(), unlocked=unlocked)
+        return Response(revealed_json(Media.objects.prefetch_related("variants").get(pk=media.pk), unlocked))
 
     @extend_schema(summary="New unguessable URLs", request=None, responses=MediaSerializer)
     @action(detail=True, methods=["post"], url_path="rotate-token")

@@ -10,7 +10,8 @@ from rest_framework.decorators import api_view
 from rest_framework.response import Response
 from rest_framework.utils.urls import replace_query_param
 
-from media_api.serializers import VARIANT_FIELDS, MediaSerializer
+from media_api.serializers import MediaSerializer
+from media_api.views.media import attach_relations
 from search.lookup import search_media
 from search.query import parse
 
@@ -18,9 +19,9 @@ from search.query import parse
 @api_view(["GET"])
 def search(request):
     query = parse(request.query_params)
-    result, media = search_media(user=request.user, query=query, variant_fields=VARIANT_FIELDS)
+    result, media = search_media(user=request.user, query=query, with_variants=False)
     next_url = None
     if result.next_cursor is not None:
         next_url = replace_query_param(request.build_absolute_uri(), "cursor", result.next_cursor.encode())
     return Response({"count": result.count, "next": next_url, "facets": result.facets,
-                     "results": MediaSerializer(media, many=True).data})
+                     "results": MediaSerializer(attach_relations(media), many=True).data})

@@ -34,8 +34,11 @@ from gallery.models import Upload
 from gallery.processing.filetypes import clean_media_type
 from gallery.uploads import tus
 from gallery.uploads.lifecycle import album_for, is_leased, upload_get_for, upload_terminate
+from gallery.uploads.vault import is_vault
+from gallery.vault import keys
 from media_api.auth import HasScope
 from media_api.schema import TUS_RESUMABLE
+from media_api.views.vault import require_unlocked
 
 log = logging.getLogger(__name__)
 
@@ -237,6 +240,10 @@ class UploadCollection(TusView):
             raise InvalidInput("Upload-Defer-Length is not supported; send Upload-Length")
         concat, partial_ids = parse_concat(request)
         metadata = parse_metadata(request.META.get("HTTP_UPLOAD_METADATA", ""))
+        # Into the vault (Upload-Metadata `vault` = "true"): this credential must hold it open.
+        vault = require_unlocked(request) if metadata.get("vault", "").lower() == "true" else None
+        if vault is not None and concat != Upload.Concat.NONE:
+            raise InvalidInput("vault uploads do not take Upload-Concat")
         album = album_for(owner=request.user, album_id=metadata.get("album") or metadata.get("album_id"))
         filename = metadata.get("filename") or metadata.get("name") or ""
         # Only a hint for the media's type (the bytes decide), and it goes into S3 headers:
@@ -261,7 +268,7 @@ class UploadCollection(TusView):
             stream, checksum, declared = request._request, parse_checksum(request), content_length(request)
         result = tus.upload_create(
             owner=request.user, length=length, filename=filename, filetype=filetype, album=album, metadata=metadata,
-            stream=stream, checksum=checksum, declared_length=declared, concat=concat,
+            stream=stream, checksum=checksum, declared_length=declared, concat=concat, vault=vault,
         )
         location = request.build_absolute_uri(reverse("tus-upload", args=[result.upload.pk]))
         return Response(status=status.HTTP_201_CREATED,
@@ -275,15 +282,16 @@ class UploadResource(TusView):
                    responses={200: OpenApiResponse(description="Upload-Offset and Upload-Length headers")})
     def head(self, request, upload_id):
         upload = upload_get_for(user=request.user, upload_id=upload_id, kind=Upload.Kind.TUS)
-        if upload.awaits_completion and not is_leased(upload):
+        vault = keys.unlocked_for(request) if is_vault(upload) else None
+        if upload.awaits_completion and not is_leased(upload) and (vault is not None or not is_vault(upload)):
             # Every byte is here but completion was cut short (a crash): finish it now.
             try:
-                upload = tus.upload_finish(upload=upload).upload
+                upload = tus.upload_finish(upload=upload, vault=vault).upload
             except UploadBusy:
                 pass
         headers = {**upload_headers(upload), "Upload-Length": str(upload.length), "Cache-Control": "no-store",
                    **concat_headers(request, upload)}
-        if upload.metadata:
+        if upload.metadata and not is_vault(upload):  # a vault upload's is sealed
             headers["Upload-Metadata"] = encode_metadata(upload.metadata)
         return Response(status=status.HTTP_200_OK, headers=headers)
 
@@ -303,8 +311,10 @@ class UploadResource(TusView):
         if request._request.content_type != OFFSET_OCTET_STREAM:
             raise UnsupportedMediaType(f"PATCH bodies must be {OFFSET_OCTET_STREAM}")
         offset = header_int(request, "Upload-Offset", required=True)
+        vault = require_unlocked(request) if is_vault(upload) else None
         result = tus.upload_append(upload=upload, offset=offset, stream=request._request,
-                                   checksum=parse_checksum(request), declared_length=content_length(request))
+                                   checksum=parse_checksum(request), declared_length=content_length(request),
+                                   vault=vault)
         return Response(status=status.HTTP_204_NO_CONTENT,
                         headers=upload_headers(result.upload, result.media and result.media.pk))
 
