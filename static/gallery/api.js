@@ -59,7 +59,9 @@ const alerts = () => document.getElementById("alerts");
 
 export function showError(error, context = "") {
   if (error && error.name === "AbortError") return;
-  console.error(error);
+  // An answer of the API is shown to the person; anything else is also a bug worth the console.
+  if (error instanceof ApiError) console.warn(error.message);
+  else console.error(error);
   const box = alerts();
   if (!box) return;
   const item = document.createElement("div");
