@@ -1,7 +1,9 @@
 from __future__ import annotations
 
 from django.contrib import admin
+from django.http import JsonResponse
 from django.urls import include, path, re_path
+from django.views.defaults import page_not_found
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from gallery import health
@@ -29,3 +31,13 @@ urlpatterns = [
     path("search/", include("search.urls")),
     path("", include("gallery.web.urls")),
 ]
+
+
+def not_found(request, exception=None):
+    """A URL nothing answers: the API's JSON error under /api/, the site's 404 page elsewhere."""
+    if request.path.startswith("/api/"):
+        return JsonResponse({"error": "not_found", "detail": "no such API endpoint or object"}, status=404)
+    return page_not_found(request, exception)
+
+
+handler404 = not_found

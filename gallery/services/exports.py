@@ -28,7 +28,7 @@ def export_key(*, user_id: uuid.UUID, export_id: uuid.UUID) -> str:
 @transaction.atomic
 def export_request(*, user: User) -> Export:
     """Queue an export of `user`'s library; one already queued or running is returned instead."""
-    User.objects.select_for_update().filter(pk=user.pk).first()  # one request at a time per user
+    User.objects.select_for_update(no_key=True).filter(pk=user.pk).first()  # one request at a time per user
     pending = Export.objects.filter(owner=user, state__in=[Export.State.QUEUED, Export.State.RUNNING]).first()
     if pending is not None:
         return pending

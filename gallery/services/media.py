@@ -96,7 +96,9 @@ def media_record(*, owner: User, media_id: uuid.UUID, key: str, size: int, sha25
     except STORAGE_ERRORS as exc:
         raise StorageUnavailable(f"could not read the stored file to tell its type: {exc}") from exc
     # The row lock serialises quota accounting and dedup per user; checks are repeated under it.
-    locked = User.objects.select_for_update().get(pk=owner.pk)
+    # FOR NO KEY UPDATE: rows that merely point at the user (counters, sync clock, search
+    # entries) can still be written by other transactions, so their FK checks never deadlock with it.
+    locked = User.objects.select_for_update(no_key=True).get(pk=owner.pk)
     existing = None
     if dedup:
         existing = Media.objects.same_bytes(owner_id=locked.pk, sha256=sha256).first()

@@ -61,7 +61,7 @@ def vault_setup(*, user: User, passphrase: str) -> str:
     keyring.by_recovery = crypto.wrap(vault_key, crypto.recovery_kek(recovery, bytes(keyring.recovery_salt)),
                                       _aad(user.pk, "recovery"))
     with transaction.atomic():
-        User.objects.select_for_update().filter(pk=user.pk).first()
+        User.objects.select_for_update(no_key=True).filter(pk=user.pk).first()
         if VaultKeyring.objects.filter(user=user).exists():
             raise VaultExists("this account has a vault already")
         keyring.save(force_insert=True)

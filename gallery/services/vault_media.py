@@ -138,7 +138,7 @@ def vault_record(*, owner: User, unlocked: Unlocked, media_id: uuid.UUID, file_k
     """Record an encrypted original as a vault item of `owner` (media_record's rules: dedup, here
     inside the vault only, quota under the user's row lock, reservation released, processing
     queued after commit with a one-time job key)."""
-    locked = User.objects.select_for_update().get(pk=owner.pk)
+    locked = User.objects.select_for_update(no_key=True).get(pk=owner.pk)
     digest = vault_digest(unlocked=unlocked, sha256=sha256)
     existing = Media.objects.same_bytes(owner_id=locked.pk, sha256=digest, vault=True).first()
     if existing is not None:

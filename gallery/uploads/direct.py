@@ -131,7 +131,7 @@ def direct_upload_verify(*, media_id: uuid.UUID | str) -> None:
         return
     actual = blob_sha256(media.original_key)
     with transaction.atomic():
-        User.objects.select_for_update().get(pk=media.owner_id)  # serialises dedup per user
+        User.objects.select_for_update(no_key=True).get(pk=media.owner_id)  # serialises dedup per user
         media = Media.objects.select_for_update().filter(pk=media_id, status=Media.Status.UPLOADING).first()
         if media is None:
             return

@@ -105,7 +105,7 @@ def upload_reserve(*, owner: User, kind: str, length: int, filename: str, filety
     original's key: they only become part of one when a final upload takes them."""
     if length < 0:
         raise InvalidInput("the length must not be negative")
-    locked = User.objects.select_for_update().get(pk=owner.pk)
+    locked = User.objects.select_for_update(no_key=True).get(pk=owner.pk)
     quota_check(user=locked, requested=length)
     # Counted under the user's row lock, so concurrent creations cannot pass the cap. An
     # upload past its expiry is not counted: it answers 410 and cleanup closes it.
