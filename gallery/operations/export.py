@@ -11,8 +11,8 @@ Layout:
 The zip is ZIP64 and streamed: each original is copied in 1 MiB chunks from the storage into
 the archive, which may be a file or a write-only stream (S3 multipart, a socket). What stays
 in memory grows with the number of media (their paths, for albums.json), never their bytes.
-Vault items are not exported: the vault (another issue) must add them, decrypted, only when
-it is unlocked and the user asks for it. Trashed media are left out, as are uploads whose
+Vault items are not exported (not built: they would go in decrypted, only while the vault
+is unlocked and the user asks for it). Trashed media are left out, as are uploads whose
 bytes are still being checked.
 """
 
