@@ -232,8 +232,8 @@ def test_the_whole_flow_in_chromium(oidc_provider, monkeypatch, request):
             page.fill("#id_username", "erin")
             page.fill("#id_password", "erin-password")
             page.click("#provider-login button[type=submit]")
-            page.wait_for_selector("#grid")
-            assert "Nothing here yet" in page.inner_text("#grid")
+            page.wait_for_selector("#timeline[aria-busy=false]", state="attached")
+            assert page.get_by_text("Nothing here yet").first.is_visible()
             assert page.url == f"{base}/"
         finally:
             browser.close()
