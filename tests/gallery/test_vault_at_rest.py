@@ -10,6 +10,8 @@ from __future__ import annotations
 import base64
 import pickle
 import re
+import subprocess
+import sys
 import uuid
 from pathlib import Path
 
@@ -65,19 +67,37 @@ def _storage_blobs() -> dict[str, bytes]:
     return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*") if p.is_file()}
 
 
+_READER = """
+import pickle, sys
+found = {}
+for path in pickle.load(sys.stdin.buffer):
+    try:
+        with open(path, "rb") as fh:
+            found[path] = fh.read()
+    except OSError:
+        pass
+pickle.dump(found, sys.stdout.buffer)
+"""
+
+
 def _files_under(*roots: Path) -> dict[str, bytes]:
-    found = {}
+    """Every file under the roots, byte for byte, read by a child process.
+
+    Not read here: this process holds SQLite databases among those files open (the test
+    database, the block cache's index), and closing any descriptor of such a file drops
+    every POSIX lock this process holds on it. Another process's connection then believes
+    it is the last one, and on closing deletes the WAL index under our open connection:
+    from then on the database answers "disk I/O error" (sqlite.org/howtocorrupt.html, 2.2).
+    """
+    paths = []
     for root in roots:
         if root.is_dir():
-            for path in root.rglob("*"):
-                if path.is_file():
-                    try:
-                        found[str(path)] = path.read_bytes()
-                    except OSError:
-                        pass
+            paths.extend(str(path) for path in root.rglob("*") if path.is_file())
         elif root.is_file():
-            found[str(root)] = root.read_bytes()
-    return found
+            paths.append(str(root))
+    child = subprocess.run([sys.executable, "-c", _READER], input=pickle.dumps(paths), capture_output=True,
+                           check=True)
+    return pickle.loads(child.stdout)
 
 
 def _database_dump() -> dict[str, bytes]:
