@@ -164,8 +164,8 @@ def seed(opts, mark: str) -> None:
         conn.execute(sql.SQL("DROP INDEX {}").format(sql.Identifier(name)))
     entry_id = tag_row = album_row = 0
     for user, count in users:
-        tags = {name: conn.execute("INSERT INTO gallery_tag (owner_id, name) VALUES (%s, %s) RETURNING id",
-                                   (user.pk, name)).fetchone()[0] for name in TAGS}
+        tags = {name: conn.execute("INSERT INTO gallery_tag (owner_id, name, key) VALUES (%s, %s, %s) RETURNING id",
+                                   (user.pk, name, name.casefold())).fetchone()[0] for name in TAGS}
         albums = [Album(pk=conn.execute("INSERT INTO gallery_album (owner_id, title, is_favourites, created_at) "
                                         "VALUES (%s, %s, false, now()) RETURNING id", (user.pk, title)).fetchone()[0],
                         title=title, is_favourites=False)
