@@ -132,8 +132,8 @@ class AlbumViewSet(viewsets.GenericViewSet):
         # timeline index stays index-only; then the page's hundred full rows by id.
         light = Media.objects.visible_to(request.user).filter(albums=album).only("id", "taken_at")
         keys = [m.pk for m in self.paginate_queryset(light)]
-        full = Media.objects.visible_to(request.user).select_related("owner").defer("exif", "details").in_bulk(keys)
-        page = attach_relations([full[pk] for pk in keys if pk in full])
+        full = Media.objects.visible_to(request.user).defer("exif", "details").in_bulk(keys)
+        page = attach_relations([full[pk] for pk in keys if pk in full], owner=request.user)
         return self.get_paginated_response(MediaSerializer(page, many=True).data)
 
     def count_for(self, queryset) -> int:

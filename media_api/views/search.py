@@ -24,4 +24,4 @@ def search(request):
     if result.next_cursor is not None:
         next_url = replace_query_param(request.build_absolute_uri(), "cursor", result.next_cursor.encode())
     return Response({"count": result.count, "next": next_url, "facets": result.facets,
-                     "results": MediaSerializer(attach_relations(media), many=True).data})
+                     "results": MediaSerializer(attach_relations(media, owner=request.user), many=True).data})

@@ -51,9 +51,10 @@ def sync(request):
     if size < 1:
         raise InvalidInput(f"page_size: a whole number from 1 to {MAX_PAGE_SIZE}")
     # The media list's own shape: EXIF and details are never in the JSON; variants, albums and
-    # tags come attached to the whole page in three queries.
-    media = Media.objects.visible_to(request.user).select_related("owner").defer("exif", "details")
+    # tags come attached to the whole page in three queries, the caller as the owner.
+    media = Media.objects.visible_to(request.user).defer("exif", "details")
     page = changes_page(user=request.user, after=after, limit=size, media=media)
-    return Response({"upserted": MediaSerializer(attach_relations(list(page.upserted)), many=True).data,
+    upserted = attach_relations(list(page.upserted), owner=request.user)
+    return Response({"upserted": MediaSerializer(upserted, many=True).data,
                      "deleted": [str(media_id) for media_id in page.deleted],
                      "cursor": str(page.cursor), "has_more": page.has_more})

@@ -21,7 +21,7 @@ class TrashViewSet(WithRelations, viewsets.GenericViewSet):
     pagination_class = KeysetPagination
 
     def get_queryset(self):
-        return Media.objects.trashed_for(self.request.user).select_related("owner").defer("exif", "details")
+        return Media.objects.trashed_for(self.request.user).defer("exif", "details")
 
     def count_for(self, queryset) -> int:
         rows = KindUsage.objects.filter(owner=self.request.user, place=KindUsage.Place.TRASH)
