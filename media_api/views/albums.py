@@ -24,7 +24,7 @@ from media_api.serializers import (
     MediaIdsChangeSerializer,
     MediaSerializer,
 )
-from media_api.views.media import attach_relations
+from media_api.views.media import as_rows, attach_relations
 
 
 def member_count(album_ref, user) -> Coalesce:
@@ -132,7 +132,7 @@ class AlbumViewSet(viewsets.GenericViewSet):
         # timeline index stays index-only; then the page's hundred full rows by id.
         light = Media.objects.visible_to(request.user).filter(albums=album).only("id", "taken_at")
         keys = [m.pk for m in self.paginate_queryset(light)]
-        full = Media.objects.visible_to(request.user).defer("exif", "details").in_bulk(keys)
+        full = {row.pk: row for row in as_rows(Media.objects.visible_to(request.user).filter(pk__in=keys))}
         page = attach_relations([full[pk] for pk in keys if pk in full], owner=request.user)
         return self.get_paginated_response(MediaSerializer(page, many=True).data)
 

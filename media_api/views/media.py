@@ -9,7 +9,8 @@ from datetime import timedelta
 from typing import NamedTuple
 
 from django.db import DEFAULT_DB_ALIAS, connections
-from django.db.models import Sum
+from django.db.models import QuerySet, Sum
+from django.db.models.query import ValuesListIterable
 from drf_spectacular.utils import extend_schema, extend_schema_view, inline_serializer
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action, api_view
@@ -52,15 +53,57 @@ class TagRow(NamedTuple):
     name: str
 
 
-def attach_relations(media: list[Media], *, owner: User | None = None) -> list[Media]:
+# The media columns MediaSerializer reads: what a page loads of each media, as a MediaRow.
+PAGE_COLUMNS = (
+    "id", "owner_id", "kind", "status", "error", "original_filename", "description", "content_type", "size", "sha256",
+    "taken_at", "taken_at_offset_minutes", "taken_at_estimated", "taken_at_manual", "width", "height", "duration",
+    "latitude", "longitude", "altitude", "location_manual", "place_city", "place_region", "place_country",
+    "camera_make", "camera_model", "token", "created_at", "updated_at", "trashed_at",
+)
+
+
+class MediaRow:
+    """A media of a page as its PAGE_COLUMNS' values, read like the model by MediaSerializer
+    (its properties are the model's own): a model instance costs ~25 µs, a page of a hundred
+    ~2.5 ms. Only for the JSON; anything that writes loads the model."""
+
+    taken_at_local = Media.taken_at_local
+    place = Media.place
+    camera = Media.camera
+
+    @property
+    def pk(self):
+        return self.id
+
+
+class _MediaRows(ValuesListIterable):
+    def __iter__(self):
+        new = object.__new__
+        for values in super().__iter__():
+            row = new(MediaRow)
+            row.__dict__ = dict(zip(PAGE_COLUMNS, values))
+            yield row
+
+
+def as_rows(queryset: QuerySet) -> QuerySet:
+    """The queryset's media as MediaRows (values_list's iterable swapped, as its own named=True
+    does): filters, ordering and slicing stay the queryset's."""
+    rows = queryset.values_list(*PAGE_COLUMNS)
+    rows._iterable_class = _MediaRows
+    return rows
+
+
+def attach_relations(media: list[Media | MediaRow], *, owner: User | None = None) -> list[Media | MediaRow]:
     """Load what MediaSerializer shows besides the row (variants, albums, tags) for a page in
     three queries, whatever its length, as plain tuples: model instances and a related manager
     per media and relation cost more CPU than the rest of the page. `owner`, the caller, becomes
     the owner of the media that are theirs (its time zone is all the JSON reads of it): the
-    page needs no User row per media."""
+    page needs no User row per media. MediaRows of anyone else get theirs in one more query
+    (the visibility rule lists only the caller's own: it does not happen)."""
     if not media:
         return media
-    connection = connections[media[0]._state.db or DEFAULT_DB_ALIAS]
+    first = media[0]
+    connection = connections[first._state.db if isinstance(first, Media) and first._state.db else DEFAULT_DB_ALIAS]
     # Rows are matched by the database's own form of the media id (a hex string on SQLite, a
     # UUID on PostgreSQL): the ORM's IN filter and its converters cost more than the rows.
     to_db = Media._meta.pk.get_db_prep_value
@@ -68,8 +111,15 @@ def attach_relations(media: list[Media], *, owner: User | None = None) -> list[M
     for m in media:
         m.variant_list, m.album_list, m.tag_list = [], [], []
         by_key[to_db(m.pk, connection)] = m
-        if owner is not None and m.owner_id == owner.pk and not Media.owner.is_cached(m):
+        if isinstance(m, MediaRow):
+            m.owner = owner if owner is not None and m.owner_id == owner.pk else None
+        elif owner is not None and m.owner_id == owner.pk and not Media.owner.is_cached(m):
             Media.owner.field.set_cached_value(m, owner)
+    if others := {m.owner_id for m in media if isinstance(m, MediaRow) and m.owner is None}:
+        owners = User.objects.in_bulk(others)
+        for m in media:
+            if isinstance(m, MediaRow) and m.owner is None:
+                m.owner = owners[m.owner_id]
     variants, albums, tags = _relations_sql(connection, len(by_key))
     keys = list(by_key)
     with connection.cursor() as cursor:
@@ -110,10 +160,10 @@ def _relations_sql(connection, count: int) -> tuple[str, str, str]:
 
 class WithRelations:
     """For a viewset whose serializer is MediaSerializer: pages and single objects come with
-    their relations attached (attach_relations)."""
+    their relations attached (attach_relations); a page's media are MediaRows."""
 
     def paginate_queryset(self, queryset):
-        return attach_relations(super().paginate_queryset(queryset), owner=self.request.user)
+        return attach_relations(super().paginate_queryset(as_rows(queryset)), owner=self.request.user)
 
     def get_object(self):
         return attach_relations([super().get_object()], owner=self.request.user)[0]

@@ -19,7 +19,7 @@ from gallery.exceptions import InvalidInput
 from gallery.models import Media
 from gallery.services.changes import changes_page
 from media_api.serializers import MediaSerializer
-from media_api.views.media import attach_relations
+from media_api.views.media import as_rows, attach_relations
 
 DEFAULT_PAGE_SIZE = 500
 MAX_PAGE_SIZE = 1000
@@ -50,9 +50,9 @@ def sync(request):
     size = _whole_number(request.query_params.get("page_size"), "page_size", DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
     if size < 1:
         raise InvalidInput(f"page_size: a whole number from 1 to {MAX_PAGE_SIZE}")
-    # The media list's own shape: EXIF and details are never in the JSON; variants, albums and
-    # tags come attached to the whole page in three queries, the caller as the owner.
-    media = Media.objects.visible_to(request.user).defer("exif", "details")
+    # The media list's own shape: rows of the columns the JSON shows (no EXIF, no details);
+    # variants, albums and tags attached to the whole page in three queries, the caller as owner.
+    media = as_rows(Media.objects.visible_to(request.user))
     page = changes_page(user=request.user, after=after, limit=size, media=media)
     upserted = attach_relations(list(page.upserted), owner=request.user)
     return Response({"upserted": MediaSerializer(upserted, many=True).data,
