@@ -17,6 +17,7 @@ from gallery.exceptions import NotFound
 from gallery.models import Album, Media, Variant
 from gallery.services.library import album_change_media, album_create, album_delete, album_update, favourites_for
 from media_api.pagination import KeysetPagination, WholeListPagination
+from media_api.renderers import FastJSONRenderer
 from media_api.serializers import (
     AlbumCreateSerializer,
     AlbumSerializer,
@@ -118,7 +119,8 @@ class AlbumViewSet(viewsets.GenericViewSet):
                    responses=MediaSerializer(many=True))
     @extend_schema(methods=["POST"], summary="Add and remove media (idempotent, at most 1000 ids)",
                    request=MediaIdsChangeSerializer, responses=AlbumSerializer)
-    @action(detail=True, methods=["get", "post"], pagination_class=KeysetPagination)
+    @action(detail=True, methods=["get", "post"], pagination_class=KeysetPagination,
+            renderer_classes=[FastJSONRenderer])
     def media(self, request, pk=None):
         """GET: the album's visible media, newest first, with the total. POST {"add", "remove"}."""
         album = self._album(pk)
@@ -130,8 +132,8 @@ class AlbumViewSet(viewsets.GenericViewSet):
         self.album = album
         # Keyset over (taken_at, id) on the light rows first: the walk down the library's
         # timeline index stays index-only; then the page's hundred full rows by id.
-        light = Media.objects.visible_to(request.user).filter(albums=album).only("id", "taken_at")
-        keys = [m.pk for m in self.paginate_queryset(light)]
+        light = Media.objects.visible_to(request.user).filter(albums=album).values("id", "taken_at")
+        keys = [row["id"] for row in self.paginate_queryset(light)]
         full = {row.pk: row for row in as_rows(Media.objects.visible_to(request.user).filter(pk__in=keys))}
         page = attach_relations([full[pk] for pk in keys if pk in full], owner=request.user)
         return self.get_paginated_response(MediaSerializer(page, many=True).data)

@@ -12,12 +12,13 @@ from __future__ import annotations
 
 from drf_spectacular.utils import OpenApiParameter, OpenApiTypes, extend_schema, inline_serializer
 from rest_framework import serializers
-from rest_framework.decorators import api_view
+from rest_framework.decorators import api_view, renderer_classes
 from rest_framework.response import Response
 
 from gallery.exceptions import InvalidInput
 from gallery.models import Media
 from gallery.services.changes import changes_page
+from media_api.renderers import FastJSONRenderer
 from media_api.serializers import MediaSerializer
 from media_api.views.media import as_rows, attach_relations
 
@@ -45,6 +46,7 @@ def _whole_number(raw: str | None, name: str, default: int, maximum: int) -> int
         "cursor": serializers.CharField(), "has_more": serializers.BooleanField()}), 410: None},
 )
 @api_view(["GET"])
+@renderer_classes([FastJSONRenderer])
 def sync(request):
     after = _whole_number(request.query_params.get("cursor"), "cursor", 0, 2**63 - 1)
     size = _whole_number(request.query_params.get("page_size"), "page_size", DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)

@@ -12,6 +12,7 @@ from rest_framework.response import Response
 from gallery.models import KindUsage, Media
 from gallery.services.trash import trash_empty, trash_restore
 from media_api.pagination import KeysetPagination
+from media_api.renderers import FastJSONRenderer
 from media_api.serializers import MediaIdsSerializer, MediaSerializer
 from media_api.views.media import WithRelations
 
@@ -19,6 +20,7 @@ from media_api.views.media import WithRelations
 class TrashViewSet(WithRelations, viewsets.GenericViewSet):
     serializer_class = MediaSerializer
     pagination_class = KeysetPagination
+    renderer_classes = [FastJSONRenderer]
 
     def get_queryset(self):
         return Media.objects.trashed_for(self.request.user).defer("exif", "details")
