@@ -110,10 +110,11 @@ class MediaSerializer(serializers.ModelSerializer):
         return media.taken_at_local().isoformat()
 
     def get_place(self, media: Media) -> dict[str, str] | None:
-        if not media.place:
+        place = media.place
+        if not place:
             return None
         return {"city": media.place_city, "region": media.place_region, "country": media.place_country,
-                "name": media.place}
+                "name": place}
 
     def get_variants(self, media: Media) -> dict[str, dict]:
         return {

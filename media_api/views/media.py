@@ -36,7 +36,7 @@ from media_api.views.vault import require_unlocked, revealed_json
 
 
 class VariantRow(NamedTuple):
-    media_id: object  # the database's form of the id (attach_relations)
+    media_id: str  # the text of the database's form of the id (attach_relations)
     level: str
     width: int
     height: int
@@ -104,13 +104,16 @@ def attach_relations(media: list[Media | MediaRow], *, owner: User | None = None
         return media
     first = media[0]
     connection = connections[first._state.db if isinstance(first, Media) and first._state.db else DEFAULT_DB_ALIAS]
-    # Rows are matched by the database's own form of the media id (a hex string on SQLite, a
-    # UUID on PostgreSQL): the ORM's IN filter and its converters cost more than the rows.
+    # Rows are matched by the text of the database's own form of the media id (hex on SQLite,
+    # the dashed form on PostgreSQL), with the ids sent as they are: the ORM's IN filter, its
+    # converters and a UUID object per row (hashed in Python) cost more than the rows.
     to_db = Media._meta.pk.get_db_prep_value
-    by_key = {}
+    by_key, keys = {}, []
     for m in media:
         m.variant_list, m.album_list, m.tag_list = [], [], []
-        by_key[to_db(m.pk, connection)] = m
+        key = to_db(m.pk, connection)
+        keys.append(key)
+        by_key[str(key)] = m
         if isinstance(m, MediaRow):
             m.owner = owner if owner is not None and m.owner_id == owner.pk else None
         elif owner is not None and m.owner_id == owner.pk and not Media.owner.is_cached(m):
@@ -120,8 +123,7 @@ def attach_relations(media: list[Media | MediaRow], *, owner: User | None = None
         for m in media:
             if isinstance(m, MediaRow) and m.owner is None:
                 m.owner = owners[m.owner_id]
-    variants, albums, tags = _relations_sql(connection, len(by_key))
-    keys = list(by_key)
+    variants, albums, tags = _relations_sql(connection, len(keys))
     with connection.cursor() as cursor:
         cursor.execute(variants, keys)
         for row in cursor.fetchall():
@@ -137,23 +139,28 @@ def attach_relations(media: list[Media | MediaRow], *, owner: User | None = None
 
 def _relations_sql(connection, count: int) -> tuple[str, str, str]:
     """attach_relations' three queries for `count` media ids, as the ORM writes them for
-    values_list(...).filter(media_id__in=ids) (the same plans, so variants keep their order)."""
+    values_list(...).filter(media_id__in=ids) (the same plans, so variants keep their order),
+    the media id as text."""
     quote = connection.ops.quote_name
 
     def column(model, name: str) -> str:
         return f"{quote(model._meta.db_table)}.{quote(model._meta.get_field(name).column)}"
+
+    def media_id(model) -> str:
+        return f"CAST({column(model, 'media')} AS TEXT)"
 
     def table(model) -> str:
         return quote(model._meta.db_table)
 
     ids = ", ".join(["%s"] * count)
     in_albums, in_tags = Album.media.through, Media.tags.through
-    variants = (f"SELECT {', '.join(column(Variant, name) for name in VariantRow._fields)} FROM {table(Variant)} "
+    variant_columns = [media_id(Variant)] + [column(Variant, name) for name in VariantRow._fields[1:]]
+    variants = (f"SELECT {', '.join(variant_columns)} FROM {table(Variant)} "
                 f"WHERE {column(Variant, 'media')} IN ({ids})")
-    albums = (f"SELECT {column(in_albums, 'media')}, {column(in_albums, 'album')}, {column(Album, 'is_favourites')} "
+    albums = (f"SELECT {media_id(in_albums)}, {column(in_albums, 'album')}, {column(Album, 'is_favourites')} "
               f"FROM {table(in_albums)} INNER JOIN {table(Album)} ON ({column(in_albums, 'album')} = "
               f"{column(Album, 'id')}) WHERE {column(in_albums, 'media')} IN ({ids})")
-    tags = (f"SELECT {column(in_tags, 'media')}, {column(Tag, 'name')} FROM {table(in_tags)} INNER JOIN {table(Tag)} "
+    tags = (f"SELECT {media_id(in_tags)}, {column(Tag, 'name')} FROM {table(in_tags)} INNER JOIN {table(Tag)} "
             f"ON ({column(in_tags, 'tag')} = {column(Tag, 'id')}) WHERE {column(in_tags, 'media')} IN ({ids})")
     return variants, albums, tags
 
