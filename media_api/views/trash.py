@@ -23,7 +23,7 @@ class TrashViewSet(WithRelations, viewsets.GenericViewSet):
     renderer_classes = [FastJSONRenderer]
 
     def get_queryset(self):
-        return Media.objects.trashed_for(self.request.user).defer("exif", "details")
+        return Media.objects.trashed_for(self.request.user)  # a page reads MediaRows (WithRelations)
 
     def count_for(self, queryset) -> int:
         rows = KindUsage.objects.filter(owner=self.request.user, place=KindUsage.Place.TRASH)
