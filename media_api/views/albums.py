@@ -17,6 +17,7 @@ from gallery.exceptions import NotFound
 from gallery.models import Album, Media, Variant
 from gallery.services.library import album_change_media, album_create, album_delete, album_update, favourites_for
 from media_api.pagination import KeysetPagination, WholeListPagination
+from media_api.renderers import FastJSONRenderer
 from media_api.serializers import (
     AlbumCreateSerializer,
     AlbumSerializer,
@@ -24,7 +25,7 @@ from media_api.serializers import (
     MediaIdsChangeSerializer,
     MediaSerializer,
 )
-from media_api.views.media import attach_relations
+from media_api.views.media import as_rows, attach_relations
 
 
 def member_count(album_ref, user) -> Coalesce:
@@ -118,7 +119,8 @@ class AlbumViewSet(viewsets.GenericViewSet):
                    responses=MediaSerializer(many=True))
     @extend_schema(methods=["POST"], summary="Add and remove media (idempotent, at most 1000 ids)",
                    request=MediaIdsChangeSerializer, responses=AlbumSerializer)
-    @action(detail=True, methods=["get", "post"], pagination_class=KeysetPagination)
+    @action(detail=True, methods=["get", "post"], pagination_class=KeysetPagination,
+            renderer_classes=[FastJSONRenderer])
     def media(self, request, pk=None):
         """GET: the album's visible media, newest first, with the total. POST {"add", "remove"}."""
         album = self._album(pk)
@@ -130,10 +132,10 @@ class AlbumViewSet(viewsets.GenericViewSet):
         self.album = album
         # Keyset over (taken_at, id) on the light rows first: the walk down the library's
         # timeline index stays index-only; then the page's hundred full rows by id.
-        light = Media.objects.visible_to(request.user).filter(albums=album).only("id", "taken_at")
-        keys = [m.pk for m in self.paginate_queryset(light)]
-        full = Media.objects.visible_to(request.user).select_related("owner").defer("exif", "details").in_bulk(keys)
-        page = attach_relations([full[pk] for pk in keys if pk in full])
+        light = Media.objects.visible_to(request.user).filter(albums=album).values("id", "taken_at")
+        keys = [row["id"] for row in self.paginate_queryset(light)]
+        full = {row.pk: row for row in as_rows(Media.objects.visible_to(request.user).filter(pk__in=keys))}
+        page = attach_relations([full[pk] for pk in keys if pk in full], owner=request.user)
         return self.get_paginated_response(MediaSerializer(page, many=True).data)
 
     def count_for(self, queryset) -> int:

@@ -12,14 +12,15 @@ from __future__ import annotations
 
 from drf_spectacular.utils import OpenApiParameter, OpenApiTypes, extend_schema, inline_serializer
 from rest_framework import serializers
-from rest_framework.decorators import api_view
+from rest_framework.decorators import api_view, renderer_classes
 from rest_framework.response import Response
 
 from gallery.exceptions import InvalidInput
 from gallery.models import Media
 from gallery.services.changes import changes_page
+from media_api.renderers import FastJSONRenderer
 from media_api.serializers import MediaSerializer
-from media_api.views.media import attach_relations
+from media_api.views.media import as_rows, attach_relations
 
 DEFAULT_PAGE_SIZE = 500
 MAX_PAGE_SIZE = 1000
@@ -45,15 +46,17 @@ def _whole_number(raw: str | None, name: str, default: int, maximum: int) -> int
         "cursor": serializers.CharField(), "has_more": serializers.BooleanField()}), 410: None},
 )
 @api_view(["GET"])
+@renderer_classes([FastJSONRenderer])
 def sync(request):
     after = _whole_number(request.query_params.get("cursor"), "cursor", 0, 2**63 - 1)
     size = _whole_number(request.query_params.get("page_size"), "page_size", DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
     if size < 1:
         raise InvalidInput(f"page_size: a whole number from 1 to {MAX_PAGE_SIZE}")
-    # The media list's own shape: EXIF and details are never in the JSON; variants, albums and
-    # tags come attached to the whole page in three queries.
-    media = Media.objects.visible_to(request.user).select_related("owner").defer("exif", "details")
+    # The media list's own shape: rows of the columns the JSON shows (no EXIF, no details);
+    # variants, albums and tags attached to the whole page in three queries, the caller as owner.
+    media = as_rows(Media.objects.visible_to(request.user))
     page = changes_page(user=request.user, after=after, limit=size, media=media)
-    return Response({"upserted": MediaSerializer(attach_relations(list(page.upserted)), many=True).data,
+    upserted = attach_relations(list(page.upserted), owner=request.user)
+    return Response({"upserted": MediaSerializer(upserted, many=True).data,
                      "deleted": [str(media_id) for media_id in page.deleted],
                      "cursor": str(page.cursor), "has_more": page.has_more})

@@ -12,6 +12,7 @@ from rest_framework.response import Response
 from gallery.models import KindUsage, Media
 from gallery.services.trash import trash_empty, trash_restore
 from media_api.pagination import KeysetPagination
+from media_api.renderers import FastJSONRenderer
 from media_api.serializers import MediaIdsSerializer, MediaSerializer
 from media_api.views.media import WithRelations
 
@@ -19,9 +20,10 @@ from media_api.views.media import WithRelations
 class TrashViewSet(WithRelations, viewsets.GenericViewSet):
     serializer_class = MediaSerializer
     pagination_class = KeysetPagination
+    renderer_classes = [FastJSONRenderer]
 
     def get_queryset(self):
-        return Media.objects.trashed_for(self.request.user).select_related("owner").defer("exif", "details")
+        return Media.objects.trashed_for(self.request.user)  # a page reads MediaRows (WithRelations)
 
     def count_for(self, queryset) -> int:
         rows = KindUsage.objects.filter(owner=self.request.user, place=KindUsage.Place.TRASH)

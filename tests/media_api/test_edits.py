@@ -98,8 +98,10 @@ def test_processing_moves_the_day_counter_of_an_unedited_photo(alice, alice_api,
 
 
 def test_the_direct_media_json_is_the_generic_serializers(alice, alice_api, upload, corpus, make_media):
+    import orjson
+
     from media_api.serializers import MediaSerializer
-    from media_api.views.media import attach_relations
+    from media_api.views.media import as_rows, attach_relations
 
     photo = upload(alice_api, corpus / "jpg" / "gps" / "DSCN0010.jpg").json()
     doc = make_media(alice)[0]
@@ -107,8 +109,13 @@ def test_the_direct_media_json_is_the_generic_serializers(alice, alice_api, uplo
     alice_api.post("/api/v1/tags/bulk", {"media": [photo["id"]], "add": ["b", "A"]}, format="json")
     alice_api.patch(f"/api/v1/media/{doc.pk}/", {"description": "d"}, format="json")
     alice_api.delete(f"/api/v1/media/{doc.pk}/")
+    rows = {row.pk: row for row in attach_relations(list(as_rows(Media.objects.filter(owner=alice))), owner=alice)}
     for media in attach_relations(list(Media.objects.select_related("owner").filter(owner=alice))):
         serializer = MediaSerializer()
         assert serializer.to_representation(media) == serializer.generic_representation(media)
         assert list(serializer.to_representation(media)) == list(serializer.generic_representation(media))
         assert media.variant_list or media.pk == doc.pk
+        # A page's MediaRow (values, the caller as owner) gives the very same JSON.
+        assert orjson.dumps(serializer.to_representation(rows[media.pk])) == orjson.dumps(
+            serializer.to_representation(media))
+    assert len(rows) == 2
