@@ -206,7 +206,10 @@ def test_a_slow_writer_is_never_skipped_by_a_reader(alice):
     release.set()
     for thread in threads:
         thread.join(10)
-    assert committed == ["slow", "fast"]
+    # Both committed. Which thread appended first after the slow commit is the scheduler's
+    # choice (the fast writer goes on the moment the lock is free); the order that matters
+    # is the numbers', checked below.
+    assert sorted(committed) == ["fast", "slow"]
     page = changes_page(user=alice, after=page.cursor, limit=100)
     assert [m.pk for m in page.upserted] == [slow.pk, fast.pk]
     numbers = dict(MediaChange.objects.values_list("media_id", "seq"))
