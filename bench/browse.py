@@ -393,7 +393,8 @@ MEDIA_COLUMNS = ("id", "owner_id", "kind", "original_filename", "content_type", 
                  "taken_at", "taken_at_offset_minutes", "taken_at_estimated", "width", "height", "duration",
                  "latitude", "longitude", "altitude", "place_city", "place_region", "place_country", "camera_make",
                  "camera_model", "exif", "details", "trashed_at", "in_vault", "original_key", "token",
-                 "created_at", "updated_at")
+                 "created_at", "updated_at", "description", "taken_at_manual", "location_manual", "taken_day",
+                 "taken_month")
 VARIANT_COLUMNS = ("media_id", "level", "width", "height", "size", "content_type", "storage_key", "created_at")
 TRASHED_EVERY = 200  # 0.5 % of the rows are in the trash: the list must skip them
 CHUNK = 20_000
@@ -405,7 +406,7 @@ def seed_levels(opts: argparse.Namespace, variants: dict) -> list[dict]:
 
 def fingerprint(opts: argparse.Namespace, variants: dict) -> str:
     levels = [[v["level"], v["width"], v["height"], v["size"], v["content_type"]] for v in seed_levels(opts, variants)]
-    return json.dumps({"seed": 2, "media": opts.million, "levels": levels}, sort_keys=True)
+    return json.dumps({"seed": 3, "media": opts.million, "levels": levels}, sort_keys=True)
 
 
 def seeded(dsn: str, expect: str) -> bool:
@@ -473,14 +474,16 @@ def seed_postgres(opts: argparse.Namespace, env: dict, variants: dict, mark: str
             media_lines, variant_lines = [], []
             for i in range(done, min(done + CHUNK, opts.million)):
                 media_id = uuid.UUID(int=ids[i], version=4)
-                taken = (start + timedelta(seconds=rng.randrange(0, 10 * 365 * 86400))).isoformat()
+                taken_at = start + timedelta(seconds=rng.randrange(0, 10 * 365 * 86400))
+                taken, day = taken_at.isoformat(), (taken_at + timedelta(hours=1)).date()  # local: offset 60
                 trashed = now if i % TRASHED_EVERY == TRASHED_EVERY - 1 else r"\N"
                 token = f"{rng.getrandbits(128):032x}"[:22]
                 media_lines.append(
                     f"{media_id}\t{owner}\timage\tIMG_{i:07d}.jpg\timage/jpeg\t{rng.randrange(1_500_000, 6_000_000)}\t"
                     f"{rng.getrandbits(256):064x}\tready\t\t{taken}\t60\tf\t4000\t3000\t\\N\t"
                     f"48.85\t2.35\t35.0\tParis\tÎle-de-France\tFrance\tCanon\tCanon EOS 40D\t{{}}\t{{}}\t"
-                    f"{trashed}\tf\t{owner}/library/originals/bench/{i}.jpg\t{token}\t{now}\t{now}\n")
+                    f"{trashed}\tf\t{owner}/library/originals/bench/{i}.jpg\t{token}\t{now}\t{now}\t\tf\tf\t{day}\t"
+                    f"{day.replace(day=1)}\n")
                 variant_lines.append(variant_template.format(media_id))
             with conn.cursor() as cur:
                 with cur.copy(media_copy) as copy:

@@ -117,7 +117,8 @@ def seeded(dsn: str, mark: str) -> bool:
 MEDIA_COLUMNS = ("id", "owner_id", "kind", "original_filename", "content_type", "size", "sha256", "status", "error",
                  "taken_at", "taken_at_offset_minutes", "taken_at_estimated", "latitude", "longitude",
                  "place_city", "place_region", "place_country", "camera_make", "camera_model", "exif", "details",
-                 "in_vault", "original_key", "token", "created_at", "updated_at")
+                 "in_vault", "original_key", "token", "created_at", "updated_at", "description", "taken_at_manual",
+                 "location_manual", "taken_day", "taken_month")
 ENTRY_COLUMNS = ("id", "media_id", "owner_id", "kind", "content_type", "name", "words", "taken_at", "taken_at_us",
                  "date", "year", "month", "day", "weekday", "country", "region", "city", "camera", "favourite",
                  "tag_names", "album_ids", "latitude", "longitude", "indexed_at")
@@ -200,7 +201,8 @@ def seed(opts, mark: str) -> None:
                     media_id, user.pk, kind, name, media.content_type, rng.randrange(10**5, 10**7),
                     f"{rng.getrandbits(256):064x}", "ready", "", taken.isoformat(), 60, False, lat, lon, city, region,
                     country, make, model, "{}", "{}", False, f"{user.pk}/library/originals/{media_id}", token,
-                    now.isoformat(), now.isoformat())) + "\n")
+                    now.isoformat(), now.isoformat(), "", False, False, local.date().isoformat(),
+                    local.date().replace(day=1).isoformat())) + "\n")
                 tag_lines += [f"{media_id}\t{tags[t]}\n" for t in media_tags]
                 album_lines += [f"{a.pk}\t{media_id}\n" for a in media_albums]
                 if user.username != "bench":
