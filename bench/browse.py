@@ -1,6 +1,7 @@
 """Fast browsing: grid thumbnails against nginx, and the media list at 1k (SQLite) and 1M (PostgreSQL).
 
     .venv/bin/python bench/browse.py [--million 1000000] [--variants 10] [--duration 10] [--skip-pg] [--json out.json]
+    .venv/bin/python bench/browse.py --skip-sqlite --thumbnails-only   # PostgreSQL's thumbnails alone
 
 Needs wrk (`apt-get install -y wrk`), Debian's nginx (`apt-get install -y nginx`) and, for
 the PostgreSQL half, a server at --database-url (default postgresql://postgres@127.0.0.1:5432/bench_browse;
@@ -378,13 +379,16 @@ def embedded(opts: argparse.Namespace, workdir: Path) -> tuple[dict, dict]:
     files = {level: (data_dir / "media" / v["storage_key"]).read_bytes() for level, v in variants.items()}
     print(f"embedded (SQLite): {opts.thousand} media; grid thumbnail {GRID_LEVEL} {grid['width']}x{grid['height']}, "
           f"{grid['size']} bytes", flush=True)
+    if opts.skip_sqlite:  # its photo's files are still what PostgreSQL's instance serves
+        return None, {"variants": variants, "files": files}
     port, nginx_port = free_port(), free_port()
     with chipmunk(env, port, workdir) as ours, nginx(workdir, data_dir / "media", nginx_port) as theirs:
         cookie = session_cookie(port)
         figures = {"thumb": bench_thumbnails(ours, theirs, port, nginx_port, grid["media__token"], grid["storage_key"],
                                              files[GRID_LEVEL], cookie, apikey, opts.duration)}
-        figures["list"] = bench_list(ours, port, apikey, expect_count=opts.thousand, rounds=opts.rounds,
-                                     usage_n=opts.requests)
+        if not opts.thumbnails_only:
+            figures["list"] = bench_list(ours, port, apikey, expect_count=opts.thousand, rounds=opts.rounds,
+                                         usage_n=opts.requests)
     return figures, {"variants": variants, "files": files}
 
 
@@ -539,8 +543,9 @@ def postgres(opts: argparse.Namespace, workdir: Path, grid: dict) -> dict:
         cookie = session_cookie(port)
         figures = {"thumb": bench_thumbnails(ours, theirs, port, nginx_port, token, key, grid["files"][GRID_LEVEL],
                                              cookie, apikey, opts.duration)}
-        figures["list"] = bench_list(ours, port, apikey, expect_count=visible, rounds=opts.rounds,
-                                     usage_n=opts.requests)
+        if not opts.thumbnails_only:
+            figures["list"] = bench_list(ours, port, apikey, expect_count=visible, rounds=opts.rounds,
+                                         usage_n=opts.requests)
     return figures
 
 
@@ -600,10 +605,15 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=200, help="requests for /api/v1/usage/ and /me/")
     parser.add_argument("--database-url", default=DEFAULT_DATABASE_URL)
     parser.add_argument("--skip-pg", action="store_true")
+    parser.add_argument("--skip-sqlite", action="store_true",
+                        help="measure PostgreSQL only (the SQLite instance is still made: its photo's files are served)")
+    parser.add_argument("--thumbnails-only", action="store_true", help="leave out the media list and usage")
     parser.add_argument("--json", type=Path, help="also write every figure to this file")
     parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
                         help="a setting for the measured server (WEB_WORKERS=2, DELIVERY_INLINE=false, ...)")
     opts = parser.parse_args()
+    if opts.skip_pg and opts.skip_sqlite:
+        parser.error("--skip-pg and --skip-sqlite leave nothing to measure")
     SERVER_ENV.update(item.split("=", 1) for item in opts.env)
     wrk_bin()
     if not PHOTO.exists():
@@ -613,11 +623,15 @@ def main() -> None:
     try:
         sqlite_figures, grid = embedded(opts, workdir)
         pg_figures = None if opts.skip_pg else postgres(opts, workdir, grid)
-        rows = print_thumbnails("SQLite", sqlite_figures["thumb"])
-        rows += print_list(f"SQLite {opts.thousand}", sqlite_figures["list"], 10, None)
+        rows = []
+        if sqlite_figures:
+            rows += print_thumbnails("SQLite", sqlite_figures["thumb"])
+            if "list" in sqlite_figures:
+                rows += print_list(f"SQLite {opts.thousand}", sqlite_figures["list"], 10, None)
         if pg_figures:
             rows += print_thumbnails("PostgreSQL", pg_figures["thumb"])
-            rows += print_list(f"PostgreSQL {opts.million}", pg_figures["list"], 20, 20)
+            if "list" in pg_figures:
+                rows += print_list(f"PostgreSQL {opts.million}", pg_figures["list"], 20, 20)
         if opts.json:
             opts.json.write_text(json.dumps({"sqlite": sqlite_figures, "postgresql": pg_figures}, indent=1))
         print(f"\n{'figure':46}{'ours':>20}  {'reference':24}{'goal':20}{'ratio':>7}  met")
