@@ -20,6 +20,12 @@ response). Here the same decisions are taken on plain values:
   headers) and those the middleware adds, learned once by running the real middleware
   chain over a synthetic request (secure and not), and the file's bytes in one message.
 
+Where it runs: on SQLite on the event loop, on a read-only connection of its own (`answer_here`);
+on PostgreSQL on the event loop too, its reads batched with those of concurrent requests
+(gallery.delivery.pgbatch, on the same compiled queries and the same checks); with
+DELIVERY_INLINE=false, and for the first request (which compiles the queries), in one hop to
+a delivery thread (`answer`).
+
 Nothing that decides access is cached: every request reads the session, the key, the user
 and the media rows afresh (2-3 indexed reads on a kept connection), so a logout, a revoked
 key, a changed password, a deactivated user, a rotated token, a trashed, deleted or vaulted
@@ -40,6 +46,7 @@ import hmac
 import io
 import json
 import logging
+import re
 import sqlite3
 import threading
 import uuid
@@ -97,6 +104,7 @@ _DELEGATED = frozenset({b"range", b"if-range", b"if-match", b"if-none-match", b"
                         b"if-unmodified-since"})
 _WATCHED = frozenset({b"host", b"cookie", b"authorization", b"x-forwarded-proto"})
 _CACHE_LIMIT = 4096
+_FORMAT_PLACEHOLDER = re.compile(r"%%|%s")
 Answer = tuple[list[tuple[bytes, bytes]], bytes]
 
 
@@ -150,6 +158,26 @@ class CompiledQuery:
         cursor.execute(self.sql, self.params(*arguments))
         return cursor.fetchall()
 
+    def inlined(self, arguments: tuple) -> tuple[str, list]:
+        """The SQL with its arguments replaced, to nest it in another query: an argument that is a
+        str is an SQL expression put in its place (a column of the outer query), any other stays
+        a parameter. Returns the SQL and its parameters in order: those, and the constants."""
+        by_index = {index: position for index, position, _ in self.slots}
+        params, count = [], 0
+
+        def replace(match: re.Match) -> str:
+            nonlocal count
+            if match.group() == "%%":
+                return "%%"
+            index, count = count, count + 1
+            value = arguments[by_index[index]] if index in by_index else self.constants[index]
+            if index in by_index and isinstance(value, str):
+                return value
+            params.append(value)
+            return "%s"
+
+        return _FORMAT_PLACEHOLDER.sub(replace, self.sql), params
+
     def rows_here(self, connection: sqlite3.Connection, *arguments) -> list[tuple]:
         """The same on a plain sqlite3 connection (qmark placeholders, as Django's SQLite cursor
         converts them)."""
@@ -193,7 +221,8 @@ def _aware(value) -> datetime | None:
 
 
 class Express:
-    """The lane: `ask` parses a scope on the event loop, `answer` runs in a delivery thread."""
+    """The lane: `ask` parses a scope on the event loop; `answer_here` (SQLite) answers there,
+    `answer` in a delivery thread; gallery.delivery.pgbatch answers on PostgreSQL's event loop."""
 
     def __init__(self, chain_for: Callable) -> None:
         self.chain_for = chain_for  # the lean door's middleware chain around a given view
@@ -210,7 +239,9 @@ class Express:
         self._middleware_headers: dict[bool, list[tuple[bytes, bytes]] | None] = {}
         self.cookie_name = settings.SESSION_COOKIE_NAME
         name = str(connections[DEFAULT_DB_ALIAS].settings_dict["NAME"])
-        self.inline = connections[DEFAULT_DB_ALIAS].vendor == "sqlite" and "memory" not in name and settings.DELIVERY_INLINE
+        vendor = connections[DEFAULT_DB_ALIAS].vendor
+        self.inline = vendor == "sqlite" and "memory" not in name and settings.DELIVERY_INLINE
+        self.batched = vendor == "postgresql" and settings.DELIVERY_INLINE and not self.reason_off
         self._local = threading.local()
 
     @staticmethod
@@ -288,7 +319,7 @@ class Express:
                 return None
             with connection.cursor() as cursor:
                 target = self._decide(lambda name, *args: queries[name].rows(cursor, *args), ask)
-            return self._respond(ask, target, extra, EXPRESS_MAX_BYTES) if target else None
+            return self.respond(ask, target, extra, EXPRESS_MAX_BYTES) if target else None
         except Exception:
             log.debug("express lane: handing over to the lean door", exc_info=True)
             if connection.connection is not None and (connection.errors_occurred or not connection.is_usable()):
@@ -311,7 +342,7 @@ class Express:
         try:
             connection = self._loop_connection()
             target = self._decide(lambda name, *args: queries[name].rows_here(connection, *args), ask)
-            return self._respond(ask, target, extra, INLINE_MAX_BYTES) if target else None
+            return self.respond(ask, target, extra, INLINE_MAX_BYTES) if target else None
         except Exception:
             log.debug("express lane: handing over to a delivery thread", exc_info=True)
             broken = self._local.__dict__.pop("sqlite", None)  # a new one next time
@@ -333,10 +364,10 @@ class Express:
         if user_id is None:
             return None
         found = rows("variant", user_id, ask.token, ask.level)
-        return self._target(found[0]) if found else None
+        return self.target(found[0]) if found else None
 
     @staticmethod
-    def _respond(ask: Ask, target: tuple, extra: list, limit: int) -> Answer | None:
+    def respond(ask: Ask, target: tuple, extra: list, limit: int) -> Answer | None:
         path, size, headers = target
         if size > limit:
             return None
@@ -376,36 +407,28 @@ class Express:
         return self._compiled or None
 
     def _api_key_user(self, rows: Callable, raw: str) -> uuid.UUID | None:
-        # As gallery.services.accounts.apikey_authenticate and gallery.auth.authenticate.
-        prefix = raw[len(KEY_PREFIX):].split("_", 1)[0]
-        if len(prefix) != 8 or any(c not in "0123456789abcdef" for c in prefix):
-            return None
-        found = rows("api_key", prefix)
-        if not found:
-            return None
-        hashed, scopes, last_used, user_id, active = found[0]
-        if not hmac.compare_digest(hashed, hashlib.sha256(raw.encode()).hexdigest()) or not active:
-            return None
-        last_used = _aware(last_used)
-        if last_used is None or datetime.now(UTC) - last_used > timedelta(seconds=60):
-            return None  # the full path records this use
-        if isinstance(scopes, str):
-            scopes = json.loads(scopes)
-        if not {READ, READ_WRITE} & set(scopes):
-            return None
-        return user_id if isinstance(user_id, uuid.UUID) else uuid.UUID(user_id)
+        prefix = key_prefix(raw)
+        found = rows("api_key", prefix) if prefix else None
+        return key_holder(raw, *found[0]) if found else None
 
     def _session_user(self, rows: Callable, session_key: str) -> uuid.UUID | None:
-        # As SessionMiddleware, django.contrib.auth.get_user and DRF's SessionAuthentication.
         found = rows("session", session_key, datetime.now(UTC))
-        if not found:
+        claims = self.session_claims(found[0][0]) if found else None
+        if claims is None:
             return None
-        data = self._sessions.get(found[0][0])
+        user = rows("user", claims[0])
+        return claims[0] if user and self.session_holds(claims, *user[0]) else None
+
+    def session_claims(self, session_data: str) -> tuple[uuid.UUID, str] | None:
+        """(user id, session auth hash) of a session row's data, if it names a user of a backend
+        that loads users by primary key; as SessionMiddleware, django.contrib.auth.get_user and
+        DRF's SessionAuthentication read it."""
+        data = self._sessions.get(session_data)
         if data is None:
-            data = DbSessionStore().decode(found[0][0])
+            data = DbSessionStore().decode(session_data)
             if len(self._sessions) >= _CACHE_LIMIT:
                 self._sessions.clear()
-            self._sessions[found[0][0]] = data
+            self._sessions[session_data] = data
         try:
             user_id = User._meta.pk.to_python(data[SESSION_KEY])
             backend_path = data[BACKEND_SESSION_KEY]
@@ -416,21 +439,22 @@ class Express:
             return None
         if not _loads_user_by_pk(load_backend(backend_path)):
             return None
-        found = rows("user", user_id)
-        if not found or not found[0][1]:
-            return None
-        password = found[0][0]
+        return user_id, session_hash
+
+    def session_holds(self, claims: tuple[uuid.UUID, str], password: str | None, active: bool | None) -> bool:
+        """Whether the user row (its password, is_active) still honours the session's claims: the
+        user active, the session's hash that of the password (a changed password logs out)."""
+        if password is None or not active:
+            return False
         expected = self._auth_hashes.get(password)
         if expected is None:
             expected = User(password=password).get_session_auth_hash()
             if len(self._auth_hashes) >= _CACHE_LIMIT:
                 self._auth_hashes.clear()
             self._auth_hashes[password] = expected
-        if not hmac.compare_digest(session_hash, expected):
-            return None  # fallback secrets, or a changed password: the full path decides
-        return user_id
+        return hmac.compare_digest(claims[1], expected)  # else fallback secrets: the full path decides
 
-    def _target(self, row: tuple) -> tuple[str, int, list[tuple[bytes, bytes]]] | None:
+    def target(self, row: tuple) -> tuple[str, int, list[tuple[bytes, bytes]]] | None:
         """(path, size, headers) of a variant row; rows are immutable, so this is cached by row."""
         cached = self._targets.get(row)
         if cached is not None:
@@ -479,6 +503,31 @@ def learn_middleware_headers(chain_for: Callable, secure: bool) -> list[tuple[by
         return None
     return [(name.encode("latin-1"), value.encode("latin-1")) for name, value in response.items()
             if name not in view_headers and name != "Content-Length"]
+
+
+def key_prefix(raw: str) -> str | None:
+    """The lookup prefix of a raw `chip_...` key, as gallery.services.accounts.apikey_authenticate
+    reads it; None for a key that cannot be one."""
+    prefix = raw[len(KEY_PREFIX):].split("_", 1)[0]
+    if len(prefix) != 8 or any(c not in "0123456789abcdef" for c in prefix):
+        return None
+    return prefix
+
+
+def key_holder(raw: str, hashed: str | None, scopes, last_used, user_id, active: bool | None) -> uuid.UUID | None:
+    """The user of an API key row (not revoked, found by its prefix) when `raw` is its secret, the
+    user is active, a media scope is granted and the key's use was recorded less than a minute
+    ago (else the full path records it); as gallery.services.accounts and gallery.auth decide."""
+    if hashed is None or not active or not hmac.compare_digest(hashed, hashlib.sha256(raw.encode()).hexdigest()):
+        return None
+    last_used = _aware(last_used)
+    if last_used is None or datetime.now(UTC) - last_used > timedelta(seconds=60):
+        return None
+    if isinstance(scopes, str):
+        scopes = json.loads(scopes)
+    if not {READ, READ_WRITE} & set(scopes):
+        return None
+    return user_id if isinstance(user_id, uuid.UUID) else uuid.UUID(user_id)
 
 
 def _loads_user_by_pk(backend) -> bool:

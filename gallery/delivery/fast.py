@@ -20,8 +20,9 @@ This ASGI app serves GET and HEAD of /m/<token>/<level>/ with the same parts, fe
 Before any of that, the express lane (gallery.delivery.express) is offered the request: a
 plain GET/HEAD of a small variant with a session or an API key is decided on plain values
 (the same checks, the visibility rule compiled once by the ORM) and answered in one message,
-on SQLite from the event loop itself, otherwise in one hop; whatever it does not answer,
-refusals included, continues here. Anything that is not GET/HEAD of /m/ goes to the full
+from the event loop itself (on PostgreSQL, the lookups of concurrent requests batched into one
+query: gallery.delivery.pgbatch), or with DELIVERY_INLINE=false in one hop; whatever it does
+not answer, refusals included, continues here. Anything that is not GET/HEAD of /m/ goes to the full
 Django application.
 """
 
@@ -42,6 +43,7 @@ from django.urls import resolve, set_urlconf
 from django.utils.module_loading import import_string
 
 from gallery.delivery.express import Express
+from gallery.delivery.pgbatch import Batches
 
 log = logging.getLogger(__name__)
 
@@ -93,14 +95,19 @@ class DeliveryApp:
         self.chain = build_chain()
         self.sender = _Sender()
         self.express = Express(chain_for=build_chain)
+        # PostgreSQL: the lane's reads on the event loop, batched (DELIVERY_INLINE=false: in a thread).
+        self.batches = Batches(self.express, self.pool) if self.express.batched else None
 
     async def __call__(self, scope: dict, receive, send) -> None:
         match = _PATH.match(scope["path"])
         ask = self.express.ask(scope, match["token"], match["level"]) if match else None
         if ask is not None:
-            answer = self.express.answer_here(ask)
-            if answer is None:
-                answer = await asyncio.get_running_loop().run_in_executor(self.pool, self.express.answer, ask)
+            if self.batches is not None:
+                answer = await self.batches.answer(ask)
+            else:
+                answer = self.express.answer_here(ask)
+                if answer is None:
+                    answer = await asyncio.get_running_loop().run_in_executor(self.pool, self.express.answer, ask)
             if answer is not None:
                 headers, body = answer
                 await send({"type": "http.response.start", "status": 200, "headers": headers})
