@@ -56,12 +56,21 @@ def call(app, path: str, headers: dict[str, str] | None = None, *, method: str =
 
 
 def spied(door: fast.DeliveryApp) -> fast.DeliveryApp:
-    """Records what the lane answered, on the event loop ("here") or in a thread."""
+    """Records what the lane answered, on the event loop ("here": SQLite's own connection, or
+    PostgreSQL's batched lookups) or in a thread."""
     door.answered = []
     for name, where in (("answer_here", "here"), ("answer", "thread")):
         real = getattr(door.express, name)
         setattr(door.express, name,
                 lambda ask, real=real, where=where: door.answered.append((where, real(ask))) or door.answered[-1][1])
+    if door.batches is not None:
+        batched = door.batches.answer
+
+        async def answer(ask):
+            door.answered.append(("here", await batched(ask)))
+            return door.answered[-1][1]
+
+        door.batches.answer = answer
     return door
 
 
@@ -131,7 +140,8 @@ def test_the_lane_answers_exactly_as_the_lean_door(door, alice, photo, lean, req
                 before = len(app.answered)
                 ours = call(app, path, {**headers, **extra}, method=method, client=client)
                 reference = call(lean, path, {**headers, **extra}, method=method, client=client)
-                expected = "here" if door == "app" and app.express.inline else "thread"
+                on_the_loop = app.express.inline or app.batches is not None
+                expected = "here" if door == "app" and on_the_loop else "thread"
                 if before == 0:
                     expected = "thread"  # the first request compiles the queries, in a thread
                 assert lane_outcome(app, before) == expected, (who, origin, method)

@@ -110,7 +110,8 @@ async def test_one_hop_one_thread_persistent_connection_and_a_fixed_number_of_qu
         real_submit(lambda: (connection.execute_wrappers.remove(count), connection.close())).result()
         app.pool.shutdown()
     assert len(threads) == 1
-    assert len(opened) <= 1  # opened once (or before the test), then kept
+    if not settings.DATABASES["default"].get("OPTIONS", {}).get("pool"):
+        assert len(opened) <= 1  # opened once (or before the test), then kept (a pool's are lent per request)
 
 
 async def test_on_sqlite_the_lane_runs_on_the_event_loop_with_no_hop_and_two_reads(alice, photo):
@@ -138,6 +139,66 @@ async def test_on_sqlite_the_lane_runs_on_the_event_loop_with_no_hop_and_two_rea
             assert len(queries) - before == 2 and "gallery_apikey" in queries[before], queries[before:]
     finally:
         app.pool.shutdown()
+
+
+async def test_on_postgresql_the_lane_asks_from_the_event_loop_one_query_for_many_requests(alice, photo,
+                                                                                          monkeypatch):
+    """No thread hop; one statement a request, and one for a whole turn of concurrent requests
+    (gallery.delivery.pgbatch), each still decided on its own fresh rows."""
+    import psycopg
+    from asgiref.sync import sync_to_async
+
+    from gallery.models import ApiKey
+
+    app = fast.DeliveryApp(threads=1)
+    if app.batches is None:
+        app.pool.shutdown()
+        pytest.skip("the batched lookups are PostgreSQL's")
+    key, raw = await sync_to_async(apikey_create)(user=alice, name="k", scopes=["media.read"])
+    await sync_to_async(ApiKey.objects.filter(pk=key.pk).update)(last_used_at=timezone.now())
+    cookie = await sync_to_async(_session_cookie)(alice)
+    submitted, statements = [], []
+    real_submit = app.pool.submit
+    app.pool.submit = lambda *a, **k: submitted.append(a[0]) or real_submit(*a, **k)
+    real_execute = psycopg.AsyncCursor.execute
+
+    async def execute(cursor, query, *args, **kwargs):
+        statements.append(query)
+        return await real_execute(cursor, query, *args, **kwargs)
+
+    monkeypatch.setattr(psycopg.AsyncCursor, "execute", execute)
+    path, by_key, by_session = f"/m/{photo.token}/3s/", {"authorization": f"Bearer {raw}"}, {"cookie": cookie}
+    try:
+        assert (await asgi_get(app, path, by_key))[0] == 200  # the first compiles the queries, in a thread
+        assert len(submitted) == 1 and statements == []
+        # A session new to this process: its user comes out of its data, then a second statement.
+        assert (await asgi_get(app, path, by_session))[0] == 200
+        assert len(statements) == 2
+        for headers in (by_key, by_session) * 3:
+            before = len(statements)
+            status, _, body = await asgi_get(app, path, headers)
+            assert status == 200 and body
+            assert len(statements) - before == 1
+            assert all(table in statements[-1] for table in ("gallery_apikey", "django_session", "gallery_variant"))
+        # 32 at once, keys and sessions: one statement for all of them.
+        before = len(statements)
+        answers = await asyncio.gather(*(asgi_get(app, path, (by_key, by_session)[i % 2]) for i in range(32)))
+        assert {status for status, _, _ in answers} == {200} and len({body for _, _, body in answers}) == 1
+        assert len(statements) - before == 1
+        assert len(submitted) == 1  # never a trip to a thread after the first request
+        # Each is decided on its own rows: a wrong secret in the same batch is refused (the lean door's 404).
+        _, other = await sync_to_async(apikey_create)(user=alice, name="other", scopes=["media.read"])
+        wrong = {"authorization": f"Bearer {other[:-4]}{'beef' if not other.endswith('beef') else 'cafe'}"}
+        mixed = await asyncio.gather(asgi_get(app, path, by_key), asgi_get(app, path, wrong))
+        assert [status for status, _, _ in mixed] == [200, 404]
+    finally:
+        app.pool.shutdown()
+
+
+def _session_cookie(user) -> str:
+    client = Client()
+    client.force_login(user)
+    return f"sessionid={client.cookies['sessionid'].value}"
 
 
 async def test_the_lean_door_answers_like_the_full_stack(alice, charlie, photo):
