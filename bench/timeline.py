@@ -42,7 +42,7 @@ PASSWORD = "bench-timeline-password"
 LEVELS = ("3s", "4s", "2s", "1s", "1", "2", "3", "4", "5", "6")
 ALBUM_SIZE, FAVOURITES, TAGGED, TAGS = 10_000, 1_000, 50_000, 20
 TRASHED_EVERY = 200  # 0.5 % of the rows are in the trash: lists and counts must skip them
-SEED_VERSION = 1
+SEED_VERSION = 2  # 2: album rows carry their media's taken_at (gallery.models.AlbumItem)
 
 
 # --- Seeding (PostgreSQL itself does the work) ---------------------------------------------
@@ -149,10 +149,10 @@ def seed(opts: argparse.Namespace, env: dict) -> None:
                              "VALUES (%s, 'Bench album', false, now()) RETURNING id", (owner,)).fetchone()[0]
         favourites = conn.execute("SELECT id FROM gallery_album WHERE owner_id = %s AND is_favourites",
                                   (owner,)).fetchone()[0]
-        conn.execute("INSERT INTO gallery_album_media (album_id, media_id) SELECT %s, id FROM gallery_media "
-                     "ORDER BY id LIMIT %s", (album, ALBUM_SIZE))
-        conn.execute("INSERT INTO gallery_album_media (album_id, media_id) SELECT %s, id FROM gallery_media "
-                     "ORDER BY id DESC LIMIT %s", (favourites, FAVOURITES))
+        conn.execute("INSERT INTO gallery_album_media (album_id, media_id, taken_at) SELECT %s, id, taken_at "
+                     "FROM gallery_media ORDER BY id LIMIT %s", (album, ALBUM_SIZE))
+        conn.execute("INSERT INTO gallery_album_media (album_id, media_id, taken_at) SELECT %s, id, taken_at "
+                     "FROM gallery_media ORDER BY id DESC LIMIT %s", (favourites, FAVOURITES))
         conn.execute("INSERT INTO gallery_tag (owner_id, name, key) SELECT %s, 'tag ' || i, 'tag ' || i "
                      "FROM generate_series(0, %s) AS i", (owner, TAGS - 1))
         conn.execute("""INSERT INTO gallery_media_tags (media_id, tag_id)
