@@ -13,8 +13,8 @@ from typing import Iterable, Sequence
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from gallery.exceptions import InvalidInput, NotFound, ProtectedAlbum
 from gallery import signals
+from gallery.exceptions import InvalidInput, NotFound, ProtectedAlbum
 from gallery.models import Album, AlbumItem, Media, Tag, User, tag_key
 from gallery.services.changes import media_changed
 

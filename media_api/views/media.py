@@ -87,10 +87,11 @@ class _MediaRows(ValuesListIterable):
             yield row
 
 
-def as_rows(queryset: QuerySet) -> QuerySet:
+def as_rows(queryset: QuerySet, *, through: str = "") -> QuerySet:
     """The queryset's media as MediaRows (values_list's iterable swapped, as its own named=True
-    does): filters, ordering and slicing stay the queryset's."""
-    rows = queryset.values_list(*PAGE_COLUMNS)
+    does): filters, ordering and slicing stay the queryset's. `through` names the media of a
+    queryset of another model ("media__" for AlbumItem rows), read through its join."""
+    rows = queryset.values_list(*(through + column for column in PAGE_COLUMNS))
     rows._iterable_class = _MediaRows
     return rows
 
