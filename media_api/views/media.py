@@ -127,14 +127,17 @@ def attach_relations(media: list[Media | MediaRow], *, owner: User | None = None
             if isinstance(m, MediaRow) and m.owner is None:
                 m.owner = owners[m.owner_id]
     variants, albums, tags = _relations_sql(connection, len(keys))
+    # PostgreSQL takes the ids as one array: psycopg converts a statement of more than 50
+    # parameters anew each time (~0.2 ms of CPU for a hundred), one of a single parameter once.
+    params = [keys] if connection.vendor == "postgresql" else keys
     with connection.cursor() as cursor:
-        cursor.execute(variants, keys)
+        cursor.execute(variants, params)
         for row in cursor.fetchall():
             by_key[row[0]].variant_list.append(VariantRow(*row))
-        cursor.execute(albums, keys)
+        cursor.execute(albums, params)
         for media_id, album_id, favourites in cursor.fetchall():
             by_key[media_id].album_list.append(AlbumRow(album_id, bool(favourites)))
-        cursor.execute(tags, keys)
+        cursor.execute(tags, params)
         for media_id, name in cursor.fetchall():
             by_key[media_id].tag_list.append(TagRow(name))
     return media
@@ -142,8 +145,9 @@ def attach_relations(media: list[Media | MediaRow], *, owner: User | None = None
 
 def _relations_sql(connection, count: int) -> tuple[str, str, str]:
     """attach_relations' three queries for `count` media ids, as the ORM writes them for
-    values_list(...).filter(media_id__in=ids) (the same plans, so variants keep their order),
-    the media id as text."""
+    values_list(...).filter(media_id__in=ids) (the same plans, so variants keep their order;
+    on PostgreSQL `= ANY(%s)` of one array, the plan PostgreSQL makes of IN anyway), the media
+    id as text."""
     quote = connection.ops.quote_name
 
     def column(model, name: str) -> str:
@@ -155,16 +159,16 @@ def _relations_sql(connection, count: int) -> tuple[str, str, str]:
     def table(model) -> str:
         return quote(model._meta.db_table)
 
-    ids = ", ".join(["%s"] * count)
+    ids = "= ANY(%s)" if connection.vendor == "postgresql" else f"IN ({', '.join(['%s'] * count)})"
     in_albums, in_tags = Album.media.through, Media.tags.through
     variant_columns = [media_id(Variant)] + [column(Variant, name) for name in VariantRow._fields[1:]]
     variants = (f"SELECT {', '.join(variant_columns)} FROM {table(Variant)} "
-                f"WHERE {column(Variant, 'media')} IN ({ids})")
+                f"WHERE {column(Variant, 'media')} {ids}")
     albums = (f"SELECT {media_id(in_albums)}, {column(in_albums, 'album')}, {column(Album, 'is_favourites')} "
               f"FROM {table(in_albums)} INNER JOIN {table(Album)} ON ({column(in_albums, 'album')} = "
-              f"{column(Album, 'id')}) WHERE {column(in_albums, 'media')} IN ({ids})")
+              f"{column(Album, 'id')}) WHERE {column(in_albums, 'media')} {ids}")
     tags = (f"SELECT {media_id(in_tags)}, {column(Tag, 'name')} FROM {table(in_tags)} INNER JOIN {table(Tag)} "
-            f"ON ({column(in_tags, 'tag')} = {column(Tag, 'id')}) WHERE {column(in_tags, 'media')} IN ({ids})")
+            f"ON ({column(in_tags, 'tag')} = {column(Tag, 'id')}) WHERE {column(in_tags, 'media')} {ids}")
     return variants, albums, tags
 
 
