@@ -2,7 +2,7 @@
 
 An album's count and cover are computed through Media.objects.visible_to, so trashed and
 vault items are neither counted nor shown. The list is keyset-paginated (Favourites, then
-the newest) in a constant four queries; an album's page walks its AlbumItem rows in the
+the newest) in a constant six queries; an album's page walks its AlbumItem rows in the
 timeline's order (album_item_timeline), so it reads about a page of rows whatever the album's size."""
 
 from __future__ import annotations
