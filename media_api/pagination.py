@@ -91,7 +91,7 @@ class KeysetPagination(BasePagination):
 
     def _link(self, direction: str, row) -> str:
         url = self.request.build_absolute_uri()
-        # A row is a model object, or a dict from values() (an album's page).
+        # A row is a model object or a MediaRow (its taken_at and pk), or a dict from values().
         when, key = self.keys
         taken_at, pk = (row[when], row[key]) if isinstance(row, dict) else (row.taken_at, row.pk)
         return replace_query_param(url, CURSOR_PARAM, encode_cursor(direction, taken_at, pk))
