@@ -34,6 +34,7 @@ COLUMNS = {"kind": "kind", "year": "year", "month": "month", "day": "day", "coun
            "city": "city", "camera": "camera", "favourite": "favourite"}
 BATCH = 500
 PREFIX_WORDS = 64  # see _prefix_words
+WORK_MEM = "32MB"  # see search
 
 
 def _alternatives(term: str) -> list[str]:
@@ -258,18 +259,30 @@ class DatabaseBackend:
         count, facets, page = 0, {name: {} for name in names}, []
         with connection.cursor() as cursor:
             cursor.execute(sql, params)
-            for facet, value, n, media_id in cursor.fetchall():
-                if facet == "~page":
-                    page.append((media_id, n))
-                elif facet:
-                    facets[facet][value] = n
-                else:
-                    count = n
+            rows = cursor.fetchall()
+        for facet, value, n, media_id in rows:
+            if facet == "~page":
+                page.append((media_id, n))
+            elif facet:
+                facets[facet][value] = n
+            else:
+                count = n
         # UNION ALL keeps no order between its parts: the page's rows are sorted here again.
         page.sort(key=lambda row: (row[1], str(row[0])), reverse=query.sort == "-taken_at")
         return count, facets, page if with_page else None
 
     def search(self, query: SearchQuery, *, owner_id: str) -> SearchResult:
+        with transaction.atomic():
+            if connection.vendor == "postgresql":
+                # Bitmaps of a common word's matches stay exact (with the default 4 MB, "canon"
+                # went lossy on 24,000 heap pages and rechecked every row of them) and the
+                # matching rows stay in memory; no JIT: compiling took ~30 ms of queries that run
+                # for less.
+                with connection.cursor() as cursor:
+                    cursor.execute(f"SET LOCAL work_mem = '{WORK_MEM}'; SET LOCAL jit = off")
+            return self._search(query, owner_id=owner_id)
+
+    def _search(self, query: SearchQuery, *, owner_id: str) -> SearchResult:
         base = self.base(query, owner_id=owner_id)
         count, facets, page = self.count_facets_page(base, query)
         size = query.page_size
