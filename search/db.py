@@ -1,13 +1,15 @@
 """The database backend: search.models' tables, PostgreSQL full-text search or SQLite FTS5.
 
 A query is one base set of the owner's entries (filters on indexed columns, words through
-the full-text index), then its exact count, one GROUP BY per facet over it, and a page
-(keyset on (taken_at, id) for the time sorts, offset for relevance).
+the full-text index), then one statement for its exact count, one GROUP BY per facet over
+it and, for the time sorts, its page (keyset on (taken_at, id)); relevance pages (an
+offset) are a second statement.
 
 Words: every word of the query must match (AND); a word matches a whole word of the
 document or one of its synonyms (month and day names), the last word also as a prefix
 (what one types), and a word of three or more characters also anywhere inside the file
-name (trigram indexes: "0704" finds IMG_20190704_181503.jpg).
+name (trigram indexes: "0704" finds IMG_20190704_181503.jpg). On PostgreSQL the prefix is
+searched as the owner's whole words that start with it (search_word), when they are few.
 """
 
 from __future__ import annotations
