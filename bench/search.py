@@ -8,7 +8,8 @@ with --media media (85 % images, 10 % videos; ten years of dates; 40 cities in 1
 12 cameras; names as phones write them; 55 % of media with one to three tags of 60, skewed
 (the most common on about one media in seven); 40 albums and
 Favourites) written with COPY, and their search entries (search_searchentry and its tag and
-album tables) built by the real document code (search.documents) and written with COPY;
+album tables) built by the real document code (search.documents) and written with COPY, and
+the owners' words (search_word, for prefix queries) taken from them;
 user `bench2` with --reindex media for the reindex figure. Indexes are built after the COPY.
 
 Then, in this process (Django's ORM and search.db.DatabaseBackend.search, as the API calls it,

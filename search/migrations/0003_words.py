@@ -9,10 +9,14 @@ SQLite needs nothing: FTS5 prefixes are cheap.
 from django.db import migrations
 
 POSTGRESQL_SQL = [
-    ('CREATE TABLE search_word (owner_id uuid NOT NULL, word text COLLATE "C" NOT NULL, '
-     "PRIMARY KEY (owner_id, word))"),
-    ("INSERT INTO search_word (owner_id, word) SELECT DISTINCT owner_id, unnest(tsvector_to_array(document)) "
-     "FROM search_searchentry ON CONFLICT DO NOTHING"),
+    (
+        'CREATE TABLE search_word (owner_id uuid NOT NULL, word text COLLATE "C" NOT NULL, '
+        "PRIMARY KEY (owner_id, word))"
+    ),
+    (
+        "INSERT INTO search_word (owner_id, word) SELECT DISTINCT owner_id, unnest(tsvector_to_array(document)) "
+        "FROM search_searchentry ON CONFLICT DO NOTHING"
+    ),
 ]
 POSTGRESQL_REVERSE = ["DROP TABLE IF EXISTS search_word"]
 
@@ -27,6 +31,6 @@ def _run(statements: list[str]):
 
 
 class Migration(migrations.Migration):
-    dependencies = [("search", "0002_fulltext")]
+    dependencies = (("search", "0002_fulltext"),)
 
-    operations = [migrations.RunPython(_run(POSTGRESQL_SQL), _run(POSTGRESQL_REVERSE))]
+    operations = (migrations.RunPython(_run(POSTGRESQL_SQL), _run(POSTGRESQL_REVERSE)),)

@@ -12,8 +12,19 @@ from search import db
 from search.db import DatabaseBackend
 from search.query import parse
 
-QUERIES = ["q=holi", "q=fr", "q=2019", "q=IMG_2019", "q=img", "q=o", "q=zzz", "q=paris holi", "q=thu",
-           "q=oc&kind=video", "q=ja&year=2009&facets=kind,year,month,city,tag,album"]
+QUERIES = [
+    "q=holi",
+    "q=fr",
+    "q=2019",
+    "q=IMG_2019",
+    "q=img",
+    "q=o",
+    "q=zzz",
+    "q=paris holi",
+    "q=thu",
+    "q=oc&kind=video",
+    "q=ja&year=2009&facets=kind,year,month,city,tag,album",
+]
 
 
 def answer(backend, params: str, owner) -> tuple:
@@ -21,7 +32,9 @@ def answer(backend, params: str, owner) -> tuple:
     return result.ids, result.count, result.facets
 
 
-def test_prefix_as_words_answers_as_the_prefix_match(library, alice, settings, monkeypatch):
+def test_prefix_as_words_answers_as_the_prefix_match(
+    library, alice, settings, monkeypatch
+):
     from search.indexing import reindex
 
     settings.SEARCH_BACKEND = "db"
@@ -33,7 +46,9 @@ def test_prefix_as_words_answers_as_the_prefix_match(library, alice, settings, m
     assert expanded[0][1] == 3 and expanded[1][1] == 4 and expanded[6][1] == 0
 
 
-@pytest.mark.skipif(connection.vendor != "postgresql", reason="search_word is PostgreSQL's")
+@pytest.mark.skipif(
+    connection.vendor != "postgresql", reason="search_word is PostgreSQL's"
+)
 def test_words_follow_the_documents(library, alice, bob):
     from search.indexing import reindex
 
@@ -44,4 +59,6 @@ def test_words_follow_the_documents(library, alice, bob):
     assert {"holiday", "october", "20190704", "france", "beach"} <= words
     assert "bob" not in words  # bob's file name is his
     assert db._prefix_words(str(alice.pk), "holi") == ["holiday", "holidays"]
-    assert db._prefix_words(str(alice.pk), "Holi") is None  # not a folded word: the prefix match decides
+    assert (
+        db._prefix_words(str(alice.pk), "Holi") is None
+    )  # not a folded word: the prefix match decides
