@@ -20,6 +20,7 @@ QUERIES = [
     "q=img",
     "q=o",
     "q=zzz",
+    "q=qx",  # no word starts with it: nothing
     "q=paris holi",
     "q=thu",
     "q=oc&kind=video",
@@ -43,7 +44,11 @@ def test_prefix_as_words_answers_as_the_prefix_match(
     expanded = [answer(backend, q, alice) for q in QUERIES]
     monkeypatch.setattr(db, "PREFIX_WORDS", 0)  # every prefix with a word is "too many"
     assert [answer(backend, q, alice) for q in QUERIES] == expanded
-    assert expanded[0][1] == 3 and expanded[1][1] == 4 and expanded[6][1] == 0
+    assert (
+        expanded[0][1] == 3
+        and expanded[1][1] == 4
+        and expanded[6][1] == expanded[7][1] == 0
+    )
 
 
 @pytest.mark.skipif(
