@@ -153,24 +153,36 @@ def curl_whole(url: str, headers: dict[str, str], expect: int) -> tuple[float, f
 def random_ranges(port: int, path: str, headers: dict[str, str], offsets: list[int],
                   reference: mmap.mmap | None = None) -> tuple[float, float]:
     """(median seconds to the first body byte, bytes per second) over 1 MiB ranges at offsets."""
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-    ttfbs, total, started = [], 0, time.perf_counter()
-    for offset in offsets:
-        left(60)
-        t0 = time.perf_counter()
-        conn.request("GET", path, headers={**headers, "Range": f"bytes={offset}-{offset + MIB - 1}"})
-        response = conn.getresponse()
-        first = response.read(1)
-        ttfbs.append(time.perf_counter() - t0)
-        body = first + response.read()
-        if response.status != 206 or len(body) != MIB:
-            raise SystemExit(f"{path}: status {response.status}, {len(body)} bytes")
-        if reference is not None and body != reference[offset:offset + MIB]:
-            raise SystemExit(f"{path}: wrong bytes at {offset}")
-        total += len(body)
-    elapsed = time.perf_counter() - started
-    conn.close()
-    return statistics.median(ttfbs), total / elapsed
+    return interleaved_ranges([(port, path, headers, reference)], offsets)[0]
+
+
+def interleaved_ranges(servers: list[tuple[int, str, dict[str, str], mmap.mmap | None]], offsets: list[int],
+                       blocks: int = 1) -> list[tuple[float, float]]:
+    """random_ranges of each server, taking turns by blocks of the offsets (so a shared machine's
+    load falls on all of them alike). Throughput counts only the time of the requests: checking
+    the bytes against `reference` comes after."""
+    conns = [http.client.HTTPConnection("127.0.0.1", port, timeout=60) for port, *_ in servers]
+    ttfbs, spent = [[] for _ in servers], [0.0] * len(servers)
+    size = -(-len(offsets) // blocks)
+    for start in range(0, len(offsets), size):
+        for index, (conn, (_, path, headers, reference)) in enumerate(zip(conns, servers)):
+            for offset in offsets[start:start + size]:
+                left(60)
+                t0 = time.perf_counter()
+                conn.request("GET", path, headers={**headers, "Range": f"bytes={offset}-{offset + MIB - 1}"})
+                response = conn.getresponse()
+                first = response.read(1)
+                t1 = time.perf_counter()
+                body = first + response.read()
+                spent[index] += time.perf_counter() - t0
+                ttfbs[index].append(t1 - t0)
+                if response.status != 206 or len(body) != MIB:
+                    raise SystemExit(f"{path}: status {response.status}, {len(body)} bytes")
+                if reference is not None and body != reference[offset:offset + MIB]:
+                    raise SystemExit(f"{path}: wrong bytes at {offset}")
+    for conn in conns:
+        conn.close()
+    return [(statistics.median(t), len(offsets) * MIB / seconds) for t, seconds in zip(ttfbs, spent)]
 
 
 def big_file_map() -> mmap.mmap:
@@ -260,8 +272,10 @@ def main() -> None:
                 whole["ours"].append(curl_whole(f"http://127.0.0.1:{ours_port}{ours_path}", auth, GIB))
             for who, runs in whole.items():
                 results[f"{who} whole"] = (statistics.median(r[0] for r in runs), statistics.median(r[1] for r in runs))
-            results["nginx ranges"] = random_ranges(nginx_port, nginx_path, {}, offsets)
-            results["ours ranges"] = random_ranges(ours_port, ours_path, auth, offsets, reference)
+            # Taking turns by blocks of 20 ranges, so both see the same load.
+            results["nginx ranges"], results["ours ranges"] = interleaved_ranges(
+                [(nginx_port, nginx_path, {}, None), (ours_port, ours_path, auth, reference)], offsets,
+                blocks=max(1, opts.ranges // 20))
 
         print(f"\n{'':24}{'throughput':>14}{'median TTFB':>14}")
         for name in ("nginx whole", "ours whole", "nginx ranges", "ours ranges"):
