@@ -70,6 +70,7 @@ CONDITIONS = {b"range": "Range", b"if-range": "If-Range", b"if-match": "If-Match
               b"if-none-match": "If-None-Match", b"if-modified-since": "If-Modified-Since",
               b"if-unmodified-since": "If-Unmodified-Since"}
 _WATCHED = frozenset({b"host", b"cookie", b"authorization", b"x-forwarded-proto", *CONDITIONS})
+_CACHE_LIMIT = 4096
 # Reads that would wait for the disk refuse instead (Linux >= 4.14), so the loop never waits.
 _NOWAIT = getattr(os, "RWF_NOWAIT", None) if hasattr(os, "preadv") else None
 
@@ -121,6 +122,7 @@ class StreamLane:
         self._compiled: dict[str, CompiledQuery] | None = None
         self._lock = threading.Lock()
         self._local = threading.local()
+        self._descriptions: dict[tuple, tuple[views.Target, list]] = {}
         self.nowait = _NOWAIT is not None
 
     @staticmethod
@@ -298,51 +300,64 @@ class StreamLane:
             self.express._session_user(rows, a.session_key)
         if user_id is None:
             return None
-        target = self._target(rows, user_id, a.token, a.level)
-        if target is None:
-            return None
-        target = views._with_safe_type(target)
-        headers = views._common_headers(target, ask.download and target.filename is not None)
-        path = first = length = 0
-        if self.mode == "x-accel":
-            # nginx answers Range and conditional requests itself, from the file it aliases.
-            headers = {"Content-Type": target.rep.content_type,
-                       "X-Accel-Redirect": settings.DELIVERY_ACCEL_PREFIX + quote(target.key, safe="/"),
-                       "Content-Length": "0", **headers}
-            status = 200
+        if a.level == views.ORIGINAL_LEVEL:
+            found = rows("original", user_id, a.token)
         else:
+            found = rows("stream_variant", user_id, a.token, a.level)
+        described = self._described(found[0], a.level, ask.download) if found else None
+        if described is None:
+            return None
+        target, headers = described
+        path = first = length = 0
+        status = 200
+        if self.mode != "x-accel":  # in x-accel mode nginx answers Range and conditionals itself
             decision = ranges.evaluate("HEAD" if a.head else "GET", ask.conditions, target.rep)
             if decision.status not in (200, 206, 304) or decision.multipart:
                 return None  # 412, 416 and multipart/byteranges: the lean door's
-            status, headers = decision.status, {**headers, **decision.headers}
+            status = decision.status
+            headers = headers + [(name.encode("latin-1"), value.encode("latin-1"))
+                                 for name, value in decision.headers.items()]
             if not a.head and decision.ranges:
                 first, last = decision.ranges[0]
                 path, length = media_storage().path(target.key), last - first + 1
-        encoded = [(name.encode("latin-1"), value.encode("latin-1")) for name, value in headers.items()] + extra
+        headers = headers + extra
         if a.api_key is None:
-            encoded.append((b"Vary", b"Cookie"))
-        return Plan(status, encoded, path, first, length)
+            headers.append((b"Vary", b"Cookie"))
+        return Plan(status, headers, path, first, length)
 
-    def _target(self, rows, user_id, token: str, level: str) -> views.Target | None:
-        """views._target of the row the visibility rule found, or None (the lean door decides)."""
+    def _described(self, row: tuple, level: str, download: bool) -> tuple[views.Target, list] | None:
+        """views' Target of the row the visibility rule found (with its safe type) and the
+        headers that do not depend on the request's conditions; None: the lean door decides.
+        A row's values are all it depends on (and the mode), so it is cached by them."""
+        cache_key = (row, level == views.ORIGINAL_LEVEL, download, self.mode)
+        cached = self._descriptions.get(cache_key)
+        if cached is not None:
+            return cached
         if level == views.ORIGINAL_LEVEL:
-            found = rows("original", user_id, token)
-            if not found:
-                return None
-            key, size, sha256, updated_at, content_type, filename, status, in_vault, owner_id = found[0]
+            key, size, sha256, updated_at, content_type, filename, status, in_vault, owner_id = row
             if not key or status == Media.Status.UPLOADING or in_vault:
                 return None
             etag = sha256[:32] if sha256 else views._key_digest(key, size)
             rep = ranges.Representation(size=size, etag=f'"{etag}"', last_modified=_aware(updated_at),
                                         content_type=content_type or "application/octet-stream")
-            return views.Target(key, str(owner_id), rep, filename, self.mode)
-        found = rows("stream_variant", user_id, token, level)
-        if not found or not found[0][0]:
-            return None
-        key, size, content_type, created_at, owner_id = found[0]
-        rep = ranges.Representation(size=size, etag=f'"{views._key_digest(key, size)}"',
-                                    last_modified=_aware(created_at), content_type=content_type)
-        return views.Target(key, str(owner_id), rep, None, self.mode)
+        else:
+            key, size, content_type, created_at, owner_id = row
+            if not key:
+                return None
+            filename = None
+            rep = ranges.Representation(size=size, etag=f'"{views._key_digest(key, size)}"',
+                                        last_modified=_aware(created_at), content_type=content_type)
+        target = views._with_safe_type(views.Target(key, str(owner_id), rep, filename, self.mode))
+        headers = views._common_headers(target, download and filename is not None)
+        if self.mode == "x-accel":
+            headers = {"Content-Type": target.rep.content_type,
+                       "X-Accel-Redirect": settings.DELIVERY_ACCEL_PREFIX + quote(target.key, safe="/"),
+                       "Content-Length": "0", **headers}
+        described = (target, [(name.encode("latin-1"), value.encode("latin-1")) for name, value in headers.items()])
+        if len(self._descriptions) >= _CACHE_LIMIT:
+            self._descriptions.clear()
+        self._descriptions[cache_key] = described
+        return described
 
     # --- The body ---------------------------------------------------------------------------
     async def _read(self, fd: int, offset: int, length: int) -> bytearray:
