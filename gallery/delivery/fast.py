@@ -42,6 +42,7 @@ from django.urls import resolve, set_urlconf
 from django.utils.module_loading import import_string
 
 from gallery.delivery.express import Express
+from gallery.delivery.streams import StreamLane
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +94,7 @@ class DeliveryApp:
         self.chain = build_chain()
         self.sender = _Sender()
         self.express = Express(chain_for=build_chain)
+        self.streams = StreamLane(self.express, self.pool)
 
     async def __call__(self, scope: dict, receive, send) -> None:
         match = _PATH.match(scope["path"])
@@ -106,6 +108,9 @@ class DeliveryApp:
                 await send({"type": "http.response.start", "status": 200, "headers": headers})
                 await send({"type": "http.response.body", "body": body})
                 return
+        # Originals, ranges, conditionals, larger variants, x-accel: the lane's streams.
+        if match and await self.streams.serve(scope, match["token"], match["level"], receive, send):
+            return
         # GET and HEAD carry no body worth reading.
         try:
             request = ASGIRequest(scope, io.BytesIO(b""))

@@ -307,6 +307,9 @@ def _accel_response(target: Target, headers: dict[str, str]) -> HttpResponse:
     # nginx answers Range and conditional requests itself, from the file it aliases.
     response = HttpResponse(content_type=target.rep.content_type)
     response["X-Accel-Redirect"] = settings.DELIVERY_ACCEL_PREFIX + quote(target.key, safe="/")
+    # Without a length the empty body is chunked, and nginx, which never reads the body of an
+    # X-Accel-Redirect, cannot keep the upstream connection: a new one for every request.
+    response["Content-Length"] = "0"
     for name, value in headers.items():
         response[name] = value
     return response
