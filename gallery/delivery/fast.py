@@ -79,7 +79,12 @@ def build_chain(view=_view):
 
 
 class _Sender(ASGIHandler):
-    """Only for Django's send_response (headers, cookies, streamed and async bodies)."""
+    """Only for Django's send_response (headers, cookies, streamed and async bodies).
+
+    A streamed piece (at most sources.CHUNK_SIZE, 1 MiB) goes out in one message, not cut
+    into Django's 64 KiB ones: slicing bytes copies them."""
+
+    chunk_size = 4 * 1024 * 1024
 
     def load_middleware(self, is_async: bool = False) -> None:
         pass
