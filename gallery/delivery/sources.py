@@ -9,6 +9,7 @@ from __future__ import annotations
 import abc
 import itertools
 import logging
+import sys
 from collections.abc import Iterator
 from contextlib import closing
 from typing import BinaryIO
@@ -185,6 +186,9 @@ def source_for(storage: Storage, *, key: str, size: int, owner: str) -> Source:
     return CachedS3Source(storage, key, size, owner, cache)
 
 
+# Decrypted-piece buffers a VaultSource keeps for reuse (the read-ahead holds up to three
+# pieces, the server one or two more).
+KEPT_BUFFERS = 8
 # What VaultSource reads at a time: 16 sealed chunks, 1 MiB of plaintext.
 SEALED_PIECE = (CHUNK_SIZE // crypto.CHUNK_SIZE) * (crypto.CHUNK_SIZE + crypto.TAG_SIZE)
 
@@ -196,6 +200,7 @@ class VaultSource(Source):
     def __init__(self, inner: Source, *, file_key: bytes, file_id: bytes, size: int) -> None:
         self.inner, self.file_key, self.file_id, self.size = inner, file_key, file_id, size
         self.header: crypto.Header | None = None
+        self.buffers: list[bytearray] = []
 
     def __enter__(self) -> VaultSource:
         self.inner.__enter__()
@@ -233,4 +238,19 @@ class VaultSource(Source):
                 self.header = self._checked(b"".join(self.inner.read(0, crypto.HEADER_SIZE - 1)))
             # Whole sealed chunks per piece, read into one buffer: decrypt_span copies nothing.
             sealed = self.inner.read_transient(start, end, SEALED_PIECE)
-        yield from crypto.decrypt_span(self.file_key, self.file_id, self.header, first, last, sealed)
+        yield from crypto.decrypt_span(self.file_key, self.file_id, self.header, first, last, sealed,
+                                       new_buffer=self._buffer)
+
+    def _buffer(self, size: int) -> bytearray:
+        """A buffer for decrypted bytes: one of this source's that nothing refers to any more
+        (every memoryview of a bytearray holds a reference to it, so a buffer still being
+        sent, or queued in the server's transport, is never reused), else a new one. Fresh
+        1 MiB buffers cost page faults in every piece; a long stream cycles through a few."""
+        for buffer in self.buffers:
+            # References: the list, the loop variable and getrefcount's argument.
+            if len(buffer) == size and sys.getrefcount(buffer) == 3:
+                return buffer
+        buffer = bytearray(size)
+        if len(self.buffers) < KEPT_BUFFERS:
+            self.buffers.append(buffer)
+        return buffer

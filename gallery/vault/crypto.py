@@ -25,7 +25,7 @@ import os
 import struct
 import unicodedata
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 from argon2.low_level import Type, hash_secret_raw
@@ -229,14 +229,16 @@ def decrypt_bytes(key: bytes, file_id: bytes, blob: bytes) -> bytes:
 
 
 def decrypt_span(key: bytes, file_id: bytes, header: Header, first: int, last: int,
-                 sealed_pieces: Iterable[bytes], *, piece_size: int = 1024 * 1024) -> Iterator[memoryview]:
+                 sealed_pieces: Iterable[bytes], *, piece_size: int = 1024 * 1024,
+                 new_buffer: Callable[[int], bytearray] = bytearray) -> Iterator[memoryview]:
     """Plaintext bytes first..last (inclusive) from the sealed chunks that hold them, which
     `sealed_pieces` yields in order (any piece sizes) starting at chunk first // chunk_size.
     Only those chunks are decrypted. The first chunk is yielded as soon as it is checked (the
     time to first byte is one chunk's), the rest in pieces of about `piece_size`.
 
-    Each piece is a view of a buffer of its own, never written again once yielded (a server
-    may still be sending it), into which the chunks were decrypted in place (decrypt_into):
+    Each piece is a view of a buffer from `new_buffer(size)`, which must not hand out a buffer
+    that anything may still read (a server may still be sending it), into which the chunks
+    were decrypted in place (decrypt_into):
     no bytes object per chunk, no join. A chunk that does not authenticate raises before
     the piece holding it is yielded, so unchecked bytes never leave."""
     aead = AESGCM(key)
@@ -254,7 +256,7 @@ def decrypt_span(key: bytes, file_id: bytes, header: Header, first: int, last: i
     def opened(sealed) -> None:
         nonlocal index, view, filled
         if view is None:
-            view = memoryview(bytearray(per_piece * size))
+            view = memoryview(new_buffer(per_piece * size))
         length = len(sealed) - TAG_SIZE
         try:  # (decrypt_chunk's work, inlined: this runs 16 times per MiB)
             aead.decrypt_into(prefix + index.to_bytes(4, "big"), sealed,

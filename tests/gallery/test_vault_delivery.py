@@ -9,7 +9,7 @@ import os
 import pytest
 from django.test import Client
 
-from gallery.delivery import views
+from gallery.delivery import sources, views
 from gallery.models import Media
 from gallery.vault import crypto
 from tests.vault_support import vault_open_for, vault_settings, vault_upload  # noqa: F401
@@ -109,3 +109,27 @@ def test_vault_thumbnails_over_the_production_app(live_asgi, corpus):
     ranged = requests.get(live_asgi.url(item["original_url"]), headers={**key, "Range": "bytes=0-99"}, timeout=30)
     assert ranged.status_code == 206 and ranged.content == (corpus / "jpg" / "Canon_40D.jpg").read_bytes()[:100]
     assert requests.get(live_asgi.url(item["variants"]["3s"]["url"]), headers=other, timeout=30).status_code == 404
+
+
+def test_a_decrypted_piece_is_never_overwritten_while_anything_refers_to_it():
+    """VaultSource reuses its decrypted-piece buffers only once nothing refers to them: pieces
+    a server still holds (all of them, here) keep their bytes; released ones are reused."""
+    data = os.urandom(5 * 2**20 + 123)
+    key, file_id = crypto.new_key(), b"f" * 16
+    blob = crypto.encrypt_bytes(key, file_id, data)
+
+    class InMemory(sources.Source):
+        def read(self, first, last):
+            yield blob[first:last + 1]
+
+    source = sources.VaultSource(InMemory(), file_key=key, file_id=file_id, size=len(data))
+    held = list(source.read(0, len(data) - 1))
+    assert len({id(piece.obj) for piece in held}) == len(held) == 6
+    assert b"".join(held) == data
+    del held
+    buffers, offset = set(), 0
+    for piece in source.read(0, len(data) - 1):
+        buffers.add(id(piece.obj))
+        assert piece == data[offset:offset + len(piece)]
+        offset += len(piece)
+    assert offset == len(data) and len(buffers) < 6  # released buffers came back
