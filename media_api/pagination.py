@@ -74,7 +74,9 @@ class KeysetPagination(BasePagination):
             rows = list(queryset.order_by("taken_at", "id")[: self.page_size + 1])
             self.has_previous, self.has_next = len(rows) > self.page_size, True
             rows = rows[: self.page_size][::-1]
-        self.rows = rows
+        # The links need the first and last positions only: rows kept here would live as long as
+        # the view, which DRF's request and response contexts hold in reference cycles.
+        self.first, self.last = (_position(rows[0]), _position(rows[-1])) if rows else (None, None)
         return rows
 
     def _page_size(self, request) -> int:
@@ -85,21 +87,19 @@ class KeysetPagination(BasePagination):
             raise InvalidInput(f"page_size: a whole number from 1 to {MAX_PAGE_SIZE}")
         return min(int(raw), MAX_PAGE_SIZE)
 
-    def _link(self, direction: str, row) -> str:
+    def _link(self, direction: str, position: tuple[datetime, uuid.UUID]) -> str:
         url = self.request.build_absolute_uri()
-        # A row is a model object, or a dict from values() (the media list's page).
-        taken_at, pk = (row["taken_at"], row["id"]) if isinstance(row, dict) else (row.taken_at, row.pk)
-        return replace_query_param(url, CURSOR_PARAM, encode_cursor(direction, taken_at, pk))
+        return replace_query_param(url, CURSOR_PARAM, encode_cursor(direction, *position))
 
     def get_next_link(self) -> str | None:
-        return self._link("n", self.rows[-1]) if self.has_next and self.rows else None
+        return self._link("n", self.last) if self.has_next and self.last else None
 
     def get_previous_link(self) -> str | None:
         if not self.has_previous:
             return None
-        if not self.rows:  # past the end: back to the first page
+        if not self.first:  # past the end: back to the first page
             return remove_query_param(self.request.build_absolute_uri(), CURSOR_PARAM)
-        return self._link("p", self.rows[0])
+        return self._link("p", self.first)
 
     def get_paginated_response_schema(self, schema: dict) -> dict:
         return page_of(schema)
@@ -113,8 +113,24 @@ class KeysetPagination(BasePagination):
         ]
 
     def get_paginated_response(self, data) -> Response:
-        return Response({"count": self.count, "next": self.get_next_link(),
-                         "previous": self.get_previous_link(), "results": data})
+        return PageResponse({"count": self.count, "next": self.get_next_link(),
+                             "previous": self.get_previous_link(), "results": data})
+
+
+def _position(row) -> tuple[datetime, uuid.UUID]:
+    """(taken_at, id) of a model object, a MediaRow or a dict from values() (the album page)."""
+    return (row["taken_at"], row["id"]) if isinstance(row, dict) else (row.taken_at, row.pk)
+
+
+class PageResponse(Response):
+    """A page's Response lets go of its data once sent. DRF's view, request and response refer
+    to one another (renderer and parser contexts), so they are freed by the garbage collector,
+    not when the request ends; a page of media JSON hanging from them (~2,300 objects, its
+    rows' included) made every request pay a collection that walked them all (~2 ms)."""
+
+    def close(self) -> None:
+        super().close()
+        self.data = self.renderer_context = None
 
 
 class WholeListPagination(BasePagination):

@@ -11,6 +11,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from rest_framework import serializers
+from rest_framework.utils.serializer_helpers import ReturnList
 
 from gallery.models import Album, Media, Share, Upload
 from gallery.processing.filetypes import clean_media_type
@@ -36,6 +37,19 @@ def media_file_url(media: Media, level: str) -> str:
     return f"{head}{media.token}{middle}{level}{tail}"
 
 
+class MediaListSerializer(serializers.ListSerializer):
+    """MediaSerializer(page, many=True). DRF binds the child to its list serializer and each
+    refers to the other, so the page they hold (its rows, ~2,000 objects with their relations)
+    lived until a garbage collection walked it. Once the JSON is written the child lets go, and
+    the page is freed by reference counting when the response is (PageResponse)."""
+
+    @property
+    def data(self) -> ReturnList:
+        data = ReturnList(self.to_representation(self.instance), serializer=self)
+        self.child.parent = None
+        return data
+
+
 class MediaSerializer(serializers.ModelSerializer):
     name = serializers.CharField(source="original_filename")
     taken_at = serializers.SerializerMethodField()
@@ -56,6 +70,7 @@ class MediaSerializer(serializers.ModelSerializer):
             "tags", "created_at", "updated_at", "trashed_at",
         ]
         read_only_fields = fields
+        list_serializer_class = MediaListSerializer
 
     def to_representation(self, media: Media) -> dict:
         """The same JSON as the generic ModelSerializer path (a test compares them, keys in
@@ -74,9 +89,9 @@ class MediaSerializer(serializers.ModelSerializer):
             "width": media.width, "height": media.height, "duration": media.duration, "latitude": media.latitude,
             "longitude": media.longitude, "altitude": media.altitude, "location_manual": media.location_manual,
             "place": self.get_place(media), "camera": media.camera,
-            "variants": {v.level: {"url": f"{files}{v.level}{tail}", "width": v.width, "height": v.height,
-                                   "size": v.size, "content_type": v.content_type}
-                         for v in _related(media, "variant_list", "variants")},
+            "variants": {level: {"url": f"{files}{level}{tail}", "width": width, "height": height, "size": size,
+                                 "content_type": content_type}
+                         for _, level, width, height, size, content_type in _variant_rows(media)},
             "original_url": f"{files}0{tail}",
             "favourite": any(album.is_favourites for album in albums),
             "albums": sorted(album.pk for album in albums),
@@ -118,9 +133,9 @@ class MediaSerializer(serializers.ModelSerializer):
 
     def get_variants(self, media: Media) -> dict[str, dict]:
         return {
-            v.level: {"url": media_file_url(media, v.level), "width": v.width, "height": v.height,
-                      "size": v.size, "content_type": v.content_type}
-            for v in _related(media, "variant_list", "variants")
+            level: {"url": media_file_url(media, level), "width": width, "height": height, "size": size,
+                    "content_type": content_type}
+            for _, level, width, height, size, content_type in _variant_rows(media)
         }
 
     def get_original_url(self, media: Media) -> str:
@@ -130,6 +145,15 @@ class MediaSerializer(serializers.ModelSerializer):
 def _related(media: Media, prefetched: str, relation: str) -> list:
     found = getattr(media, prefetched, None)
     return found if found is not None else list(getattr(media, relation).all())
+
+
+def _variant_rows(media: Media) -> list[tuple]:
+    """(media id, level, width, height, size, content type) of each variant: attach_relations'
+    tuples, or the variants' own values for a media loaded some other way."""
+    found = getattr(media, "variant_list", None)
+    if found is not None:
+        return found
+    return [(v.media_id, v.level, v.width, v.height, v.size, v.content_type) for v in media.variants.all()]
 
 
 class MediaUploadSerializer(serializers.Serializer):
