@@ -205,6 +205,8 @@ def attach_relations(media: list[Media | MediaRow], *, owner: User | None = None
             if isinstance(m, MediaRow) and m.owner is None:
                 m.owner = owners[m.owner_id]
     variants, albums, tags = _relations_sql(connection, len(keys))
+    if connection.vendor == "postgresql":
+        keys = [keys]  # one array: psycopg caches the query (not one with over 50 parameters)
     with connection.cursor() as cursor:
         cursor.execute(variants, keys)
         for row in cursor.fetchall():
@@ -221,7 +223,8 @@ def attach_relations(media: list[Media | MediaRow], *, owner: User | None = None
 def _relations_sql(connection, count: int) -> tuple[str, str, str]:
     """attach_relations' three queries for `count` media ids, as the ORM writes them for
     values_list(...).filter(media_id__in=ids) (the same plans, so variants keep their order),
-    the media id as text."""
+    the media id as text. On PostgreSQL the ids are one array, `= ANY(%s)`: the plan of an IN
+    list, which PostgreSQL makes an ANY of an array itself."""
     quote = connection.ops.quote_name
 
     def column(model, name: str) -> str:
@@ -233,16 +236,16 @@ def _relations_sql(connection, count: int) -> tuple[str, str, str]:
     def table(model) -> str:
         return quote(model._meta.db_table)
 
-    ids = ", ".join(["%s"] * count)
+    ids = "= ANY(%s)" if connection.vendor == "postgresql" else f"IN ({', '.join(['%s'] * count)})"
     in_albums, in_tags = Album.media.through, Media.tags.through
     variant_columns = [media_id(Variant)] + [column(Variant, name) for name in VARIANT_COLUMNS]
     variants = (f"SELECT {', '.join(variant_columns)} FROM {table(Variant)} "
-                f"WHERE {column(Variant, 'media')} IN ({ids})")
+                f"WHERE {column(Variant, 'media')} {ids}")
     albums = (f"SELECT {media_id(in_albums)}, {column(in_albums, 'album')}, {column(Album, 'is_favourites')} "
               f"FROM {table(in_albums)} INNER JOIN {table(Album)} ON ({column(in_albums, 'album')} = "
-              f"{column(Album, 'id')}) WHERE {column(in_albums, 'media')} IN ({ids})")
+              f"{column(Album, 'id')}) WHERE {column(in_albums, 'media')} {ids}")
     tags = (f"SELECT {media_id(in_tags)}, {column(Tag, 'name')} FROM {table(in_tags)} INNER JOIN {table(Tag)} "
-            f"ON ({column(in_tags, 'tag')} = {column(Tag, 'id')}) WHERE {column(in_tags, 'media')} IN ({ids})")
+            f"ON ({column(in_tags, 'tag')} = {column(Tag, 'id')}) WHERE {column(in_tags, 'media')} {ids}")
     return variants, albums, tags
 
 
