@@ -66,8 +66,12 @@ def _view(request: HttpRequest) -> HttpResponseBase:
     match = resolve(request.path_info)
     request.resolver_match = match
     response = match.func(request, *match.args, **match.kwargs)
-    if callable(getattr(response, "render", None)):  # DRF's Response, as Django's handler renders it
+    if callable(getattr(response, "render", None)):
+        # DRF's Response (the media list), rendered as Django's handler does, with the
+        # Content-Length that CommonMiddleware would add.
         response = response.render()
+        if not response.has_header("Content-Length"):
+            response.headers["Content-Length"] = str(len(response.content))
     return response
 
 
