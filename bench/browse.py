@@ -414,13 +414,25 @@ def fingerprint(opts: argparse.Namespace, variants: dict) -> str:
     return json.dumps({"seed": 3, "media": opts.million, "levels": levels}, sort_keys=True)
 
 
+def comparable(mark: str | None) -> dict | None:
+    """A fingerprint less the sizes of the levels other than the grid's: the pipeline's WebP of
+    the larger levels is not byte-stable from one import to the next (44 or 55 kB for the same
+    photo), and only the grid's file is served against its row; the list shows them as numbers."""
+    try:
+        parsed = json.loads(mark)
+    except (TypeError, ValueError):
+        return None
+    parsed["levels"] = [level if level[0] == GRID_LEVEL else level[:3] + level[4:] for level in parsed["levels"]]
+    return parsed
+
+
 def seeded(dsn: str, expect: str) -> bool:
     import psycopg
 
     try:
         with psycopg.connect(dsn, connect_timeout=10) as conn:
             comment = conn.execute("SELECT obj_description('gallery_media'::regclass, 'pg_class')").fetchone()[0]
-            if comment != expect:
+            if comparable(comment) != comparable(expect):
                 print(f"  seeded as {comment}, this run needs {expect}", flush=True)
                 return False
             media = conn.execute("SELECT COUNT(*) FROM gallery_media").fetchone()[0]
