@@ -206,7 +206,9 @@ def attach_relations(media: list[Media | MediaRow], *, owner: User | None = None
                 m.owner = owners[m.owner_id]
     variants, albums, tags = _relations_sql(connection, len(keys))
     if connection.vendor == "postgresql":
-        keys = [keys]  # one array: psycopg caches the query (not one with over 50 parameters)
+        # One array literal: psycopg caches the query (not one of over 50 parameters), and one
+        # string is sent as it is where a list is dumped element by element (a regex each).
+        keys = ["{" + ",".join(by_key) + "}"]
     with connection.cursor() as cursor:
         cursor.execute(variants, keys)
         for row in cursor.fetchall():
@@ -223,8 +225,8 @@ def attach_relations(media: list[Media | MediaRow], *, owner: User | None = None
 def _relations_sql(connection, count: int) -> tuple[str, str, str]:
     """attach_relations' three queries for `count` media ids, as the ORM writes them for
     values_list(...).filter(media_id__in=ids) (the same plans, so variants keep their order),
-    the media id as text. On PostgreSQL the ids are one array, `= ANY(%s)`: the plan of an IN
-    list, which PostgreSQL makes an ANY of an array itself."""
+    the media id as text. On PostgreSQL the ids are one array, `= ANY(%s::uuid[])`: the plan
+    of an IN list, which PostgreSQL makes an ANY of an array itself."""
     quote = connection.ops.quote_name
 
     def column(model, name: str) -> str:
@@ -236,7 +238,7 @@ def _relations_sql(connection, count: int) -> tuple[str, str, str]:
     def table(model) -> str:
         return quote(model._meta.db_table)
 
-    ids = "= ANY(%s)" if connection.vendor == "postgresql" else f"IN ({', '.join(['%s'] * count)})"
+    ids = "= ANY(%s::uuid[])" if connection.vendor == "postgresql" else f"IN ({', '.join(['%s'] * count)})"
     in_albums, in_tags = Album.media.through, Media.tags.through
     variant_columns = [media_id(Variant)] + [column(Variant, name) for name in VARIANT_COLUMNS]
     variants = (f"SELECT {', '.join(variant_columns)} FROM {table(Variant)} "
