@@ -21,8 +21,8 @@ Before any of that, the express lane (gallery.delivery.express) is offered the r
 plain GET/HEAD of a small variant with a session or an API key is decided on plain values
 (the same checks, the visibility rule compiled once by the ORM) and answered in one message,
 on SQLite from the event loop itself, otherwise in one hop; whatever it does not answer,
-refusals included, continues here. Anything that is not GET/HEAD of /m/ goes to the full
-Django application.
+refusals included, continues here. config.asgi sends GET/HEAD of the media list here too
+(no express lane: the same chain and pool); anything else goes to the full Django application.
 """
 
 from __future__ import annotations
@@ -66,7 +66,14 @@ def _view(request: HttpRequest) -> HttpResponseBase:
     request.get_host()  # ALLOWED_HOSTS, as CommonMiddleware checks it on the full stack (400)
     match = resolve(request.path_info)
     request.resolver_match = match
-    return match.func(request, *match.args, **match.kwargs)
+    response = match.func(request, *match.args, **match.kwargs)
+    if callable(getattr(response, "render", None)):
+        # DRF's Response (the media list), rendered as Django's handler does, with the
+        # Content-Length that CommonMiddleware would add.
+        response = response.render()
+        if not response.has_header("Content-Length"):
+            response.headers["Content-Length"] = str(len(response.content))
+    return response
 
 
 def build_chain(view=_view):
