@@ -42,7 +42,7 @@ PASSWORD = "bench-timeline-password"
 LEVELS = ("3s", "4s", "2s", "1s", "1", "2", "3", "4", "5", "6")
 ALBUM_SIZE, FAVOURITES, TAGGED, TAGS = 10_000, 1_000, 50_000, 20
 TRASHED_EVERY = 200  # 0.5 % of the rows are in the trash: lists and counts must skip them
-SEED_VERSION = 1
+SEED_VERSION = 2  # 2: album rows carry their media's taken_at (gallery.models.AlbumItem); variants per media
 
 
 # --- Seeding (PostgreSQL itself does the work) ---------------------------------------------
@@ -98,11 +98,16 @@ FROM generate_series(1, %(n)s) AS i,
      LATERAL (SELECT (timestamptz '2015-01-01 00:00:00+00'
                       + make_interval(secs => (i::bigint * 2654435761 %% 315360000)::double precision)) AS t) AS x
 """
+# A media's variants side by side, as processing writes them (one bulk_create per media): the
+# levels come from a set-returning function evaluated per media row, so the media stay the
+# outer loop. (Seed 1 joined the levels in a way PostgreSQL ran with the levels outside, which
+# put each media's ten variants 25,000 pages apart: a page of a hundred media then read a
+# thousand heap pages of gallery_variant, a layout no server has.)
 INSERT_VARIANTS = """
 INSERT INTO gallery_variant (media_id, level, width, height, size, content_type, storage_key, created_at)
-SELECT m.id, l.level, 400, 400, 3700, 'image/webp',
-       %(owner_text)s || '/library/variants/' || m.id || '/' || l.level || '-bench.webp', now()
-FROM gallery_media m CROSS JOIN unnest(%(levels)s::text[]) AS l(level)
+SELECT l.id, l.level, 400, 400, 3700, 'image/webp',
+       %(owner_text)s || '/library/variants/' || l.id || '/' || l.level || '-bench.webp', now()
+FROM (SELECT m.id, unnest(%(levels)s::text[]) AS level FROM gallery_media m) AS l
 """
 
 
@@ -149,10 +154,10 @@ def seed(opts: argparse.Namespace, env: dict) -> None:
                              "VALUES (%s, 'Bench album', false, now()) RETURNING id", (owner,)).fetchone()[0]
         favourites = conn.execute("SELECT id FROM gallery_album WHERE owner_id = %s AND is_favourites",
                                   (owner,)).fetchone()[0]
-        conn.execute("INSERT INTO gallery_album_media (album_id, media_id) SELECT %s, id FROM gallery_media "
-                     "ORDER BY id LIMIT %s", (album, ALBUM_SIZE))
-        conn.execute("INSERT INTO gallery_album_media (album_id, media_id) SELECT %s, id FROM gallery_media "
-                     "ORDER BY id DESC LIMIT %s", (favourites, FAVOURITES))
+        conn.execute("INSERT INTO gallery_album_media (album_id, media_id, taken_at) SELECT %s, id, taken_at "
+                     "FROM gallery_media ORDER BY id LIMIT %s", (album, ALBUM_SIZE))
+        conn.execute("INSERT INTO gallery_album_media (album_id, media_id, taken_at) SELECT %s, id, taken_at "
+                     "FROM gallery_media ORDER BY id DESC LIMIT %s", (favourites, FAVOURITES))
         conn.execute("INSERT INTO gallery_tag (owner_id, name, key) SELECT %s, 'tag ' || i, 'tag ' || i "
                      "FROM generate_series(0, %s) AS i", (owner, TAGS - 1))
         conn.execute("""INSERT INTO gallery_media_tags (media_id, tag_id)

@@ -328,7 +328,7 @@ class Album(models.Model):
     title = models.CharField(max_length=200)
     cover = models.ForeignKey(Media, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     is_favourites = models.BooleanField(default=False, editable=False)
-    media = models.ManyToManyField(Media, blank=True, related_name="albums")
+    media = models.ManyToManyField(Media, blank=True, related_name="albums", through="AlbumItem")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -340,6 +340,25 @@ class Album(models.Model):
 
     def __str__(self) -> str:
         return self.title
+
+
+class AlbumItem(models.Model):
+    """A media in an album (Album.media's table), with a copy of the media's taken_at: an
+    album's page, newest first, is one range of album_item_timeline, however large the album.
+    Rows are added by gallery.services.library.album_items_add; every write of a media's
+    taken_at also calls gallery.services.timeline.album_items_retime, in its transaction."""
+
+    album = models.ForeignKey(Album, on_delete=models.CASCADE, related_name="items")
+    media = models.ForeignKey(Media, on_delete=models.CASCADE, related_name="album_items")
+    taken_at = models.DateTimeField()
+
+    class Meta:
+        db_table = "gallery_album_media"  # the table of the auto-created M2M it replaced (migration 0010)
+        unique_together = [("album", "media")]
+        indexes = [models.Index(fields=["album", "-taken_at", "-media"], name="album_item_timeline")]
+
+    def __str__(self) -> str:
+        return f"{self.media_id} in album {self.album_id}"
 
 
 def tag_key(name: str) -> str:

@@ -23,6 +23,10 @@ class FastJSONRenderer(JSONRenderer):
             except TypeError:
                 pass
             else:
-                # As DRF: U+2028/2029 escaped, for JSON that ends up inside a <script>.
+                # As DRF: U+2028/2029 escaped, for JSON that ends up inside a <script>. Both begin
+                # with the byte E2, which a page of plain names usually lacks: a one-byte search
+                # (memchr, ~2 µs for a page's 170 kB) spares the two replaces (~0.3 ms).
+                if b"\xe2" not in rendered:
+                    return rendered
                 return rendered.replace(b"\xe2\x80\xa8", b"\\u2028").replace(b"\xe2\x80\xa9", b"\\u2029")
         return super().render(data, accepted_media_type, renderer_context)

@@ -14,7 +14,7 @@ from gallery.services.library import album_delete
 class AlbumAdmin(admin.ModelAdmin):
     list_display = ("title", "owner", "is_favourites", "created_at")
     list_select_related = ("owner",)
-    raw_id_fields = ("cover", "media")
+    raw_id_fields = ("cover",)  # members change through the API (album_items_add keeps their taken_at)
     readonly_fields = ("is_favourites",)
     search_fields = ("title", "owner__username")
     paginator = CheapCountPaginator

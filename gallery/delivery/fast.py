@@ -22,8 +22,9 @@ plain GET/HEAD of a small variant with a session or an API key is decided on pla
 (the same checks, the visibility rule compiled once by the ORM) and answered in one message,
 from the event loop itself (on PostgreSQL, the lookups of concurrent requests batched into one
 query: gallery.delivery.pgbatch), or with DELIVERY_INLINE=false in one hop; whatever it does
-not answer, refusals included, continues here. Anything that is not GET/HEAD of /m/ goes to the full
-Django application.
+not answer, refusals included, continues here. config.asgi sends GET/HEAD of the media list
+here too (no express lane: the same chain and pool); anything else goes to the full Django
+application.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ from django.utils.module_loading import import_string
 
 from gallery.delivery.express import Express
 from gallery.delivery.pgbatch import Batches
+from gallery.delivery.streams import StreamLane
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +69,14 @@ def _view(request: HttpRequest) -> HttpResponseBase:
     request.get_host()  # ALLOWED_HOSTS, as CommonMiddleware checks it on the full stack (400)
     match = resolve(request.path_info)
     request.resolver_match = match
-    return match.func(request, *match.args, **match.kwargs)
+    response = match.func(request, *match.args, **match.kwargs)
+    if callable(getattr(response, "render", None)):
+        # DRF's Response (the media list), rendered as Django's handler does, with the
+        # Content-Length that CommonMiddleware would add.
+        response = response.render()
+        if not response.has_header("Content-Length"):
+            response.headers["Content-Length"] = str(len(response.content))
+    return response
 
 
 def build_chain(view=_view):
@@ -80,7 +89,12 @@ def build_chain(view=_view):
 
 
 class _Sender(ASGIHandler):
-    """Only for Django's send_response (headers, cookies, streamed and async bodies)."""
+    """Only for Django's send_response (headers, cookies, streamed and async bodies).
+
+    A streamed piece (at most sources.CHUNK_SIZE, 1 MiB) goes out in one message, not cut
+    into Django's 64 KiB ones: slicing bytes copies them."""
+
+    chunk_size = 4 * 1024 * 1024
 
     def load_middleware(self, is_async: bool = False) -> None:
         pass
@@ -97,6 +111,7 @@ class DeliveryApp:
         self.express = Express(chain_for=build_chain)
         # PostgreSQL: the lane's reads on the event loop, batched (DELIVERY_INLINE=false: in a thread).
         self.batches = Batches(self.express, self.pool) if self.express.batched else None
+        self.streams = StreamLane(self.express, self.pool)
 
     async def __call__(self, scope: dict, receive, send) -> None:
         match = _PATH.match(scope["path"])
@@ -113,6 +128,9 @@ class DeliveryApp:
                 await send({"type": "http.response.start", "status": 200, "headers": headers})
                 await send({"type": "http.response.body", "body": body})
                 return
+        # Originals, ranges, conditionals, larger variants, x-accel: the lane's streams.
+        if match and await self.streams.serve(scope, match["token"], match["level"], receive, send):
+            return
         # GET and HEAD carry no body worth reading.
         try:
             request = ASGIRequest(scope, io.BytesIO(b""))

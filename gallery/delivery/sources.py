@@ -9,15 +9,15 @@ from __future__ import annotations
 import abc
 import itertools
 import logging
+import sys
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
 from typing import BinaryIO
 
 from django.core.files.storage import Storage
 
 from gallery.delivery import ranges
-from gallery.delivery.blobcache import BlobCache, close_iterator, get_cache
+from gallery.delivery.blobcache import BlobCache, get_cache
 from gallery.processing.jpeg_gps import Patch, apply_patches
 from gallery.storage import is_s3, s3_client
 from gallery.vault import crypto
@@ -45,6 +45,8 @@ def body(source: Source, decision: ranges.Decision) -> Iterator[bytes]:
 class Source(abc.ABC):
     """Bytes of one blob: `read(first, last)` yields them in chunks of at most CHUNK_SIZE."""
 
+    local = False  # a small read costs a system call, not a request
+
     def __enter__(self) -> Source:
         return self
 
@@ -55,8 +57,15 @@ class Source(abc.ABC):
     def read(self, first: int, last: int) -> Iterator[bytes]:
         """Bytes first..last (inclusive)."""
 
+    def read_transient(self, first: int, last: int, piece: int = CHUNK_SIZE) -> Iterator[bytes | memoryview]:
+        """The same bytes for a reader that is done with each piece before it asks for the
+        next (a decrypting one): a source may then reuse one buffer for every piece."""
+        return self.read(first, last)
+
 
 class FileSource(Source):
+    local = True
+
     def __init__(self, storage: Storage, key: str) -> None:
         self.storage, self.key = storage, key
         self.file: BinaryIO | None = None
@@ -69,6 +78,19 @@ class FileSource(Source):
         if self.file is None:
             self.file = self.storage.open(self.key, "rb")
         yield from _read_file(self.file, first, last, self.key)
+
+    def read_transient(self, first: int, last: int, piece: int = CHUNK_SIZE) -> Iterator[memoryview]:
+        if self.file is None:
+            self.file = self.storage.open(self.key, "rb")
+        self.file.seek(first)
+        remaining = last - first + 1
+        with memoryview(bytearray(min(piece, remaining))) as buffer:
+            while remaining > 0:
+                got = self.file.readinto(buffer[:min(len(buffer), remaining)])
+                if not got:
+                    raise OSError(f"{self.key} is shorter than recorded ({remaining} bytes missing)")
+                remaining -= got
+                yield buffer[:got]
 
 
 def _read_file(file: BinaryIO, first: int, last: int, name: str) -> Iterator[bytes]:
@@ -164,6 +186,13 @@ def source_for(storage: Storage, *, key: str, size: int, owner: str) -> Source:
     return CachedS3Source(storage, key, size, owner, cache)
 
 
+# Decrypted-piece buffers a VaultSource keeps for reuse (the read-ahead holds up to three
+# pieces, the server one or two more).
+KEPT_BUFFERS = 8
+# What VaultSource reads at a time: 16 sealed chunks, 1 MiB of plaintext.
+SEALED_PIECE = (CHUNK_SIZE // crypto.CHUNK_SIZE) * (crypto.CHUNK_SIZE + crypto.TAG_SIZE)
+
+
 class VaultSource(Source):
     """A vault blob's plaintext: reads the sealed chunks a range touches from the blob's own
     source (so the block cache only ever holds ciphertext) and decrypts those alone."""
@@ -171,6 +200,7 @@ class VaultSource(Source):
     def __init__(self, inner: Source, *, file_key: bytes, file_id: bytes, size: int) -> None:
         self.inner, self.file_key, self.file_id, self.size = inner, file_key, file_id, size
         self.header: crypto.Header | None = None
+        self.buffers: list[bytearray] = []
 
     def __enter__(self) -> VaultSource:
         self.inner.__enter__()
@@ -192,7 +222,7 @@ class VaultSource(Source):
         start = layout.chunk_span(first // crypto.CHUNK_SIZE)[0]
         end_first, end_length = layout.chunk_span(last // crypto.CHUNK_SIZE)
         end = end_first + end_length - 1
-        if self.header is None and start == crypto.HEADER_SIZE:
+        if self.header is None and start == crypto.HEADER_SIZE and not self.inner.local:
             # The header and the first chunks in one read (one GET on S3).
             pieces = iter(self.inner.read(0, end))
             head = bytearray()
@@ -206,26 +236,21 @@ class VaultSource(Source):
         else:
             if self.header is None:
                 self.header = self._checked(b"".join(self.inner.read(0, crypto.HEADER_SIZE - 1)))
-            sealed = self.inner.read(start, end)
-        pieces = crypto.decrypt_span(self.file_key, self.file_id, self.header, first, last, sealed)
-        if last - first + 1 <= PREFETCH_OVER:
-            yield from pieces
-        else:  # a long span: the next piece is read and decrypted while this one is sent
-            yield from _ahead(pieces)
+            # Whole sealed chunks per piece, read into one buffer: decrypt_span copies nothing.
+            sealed = self.inner.read_transient(start, end, SEALED_PIECE)
+        yield from crypto.decrypt_span(self.file_key, self.file_id, self.header, first, last, sealed,
+                                       new_buffer=self._buffer)
 
-
-# Spans longer than this are decrypted one piece ahead of the sender, in a thread of their own.
-PREFETCH_OVER = 4 * 1024 * 1024
-
-
-def _ahead(pieces: Iterator[bytes]) -> Iterator[bytes]:
-    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vault-ahead")
-    try:
-        pending = pool.submit(next, pieces, None)
-        while (piece := pending.result()) is not None:
-            pending = pool.submit(next, pieces, None)
-            yield piece
-    finally:
-        # Closed in the thread that ran it, after the piece in flight (a client that left).
-        pool.submit(close_iterator, pieces).result()
-        pool.shutdown(wait=True)
+    def _buffer(self, size: int) -> bytearray:
+        """A buffer for decrypted bytes: one of this source's that nothing refers to any more
+        (every memoryview of a bytearray holds a reference to it, so a buffer still being
+        sent, or queued in the server's transport, is never reused), else a new one. Fresh
+        1 MiB buffers cost page faults in every piece; a long stream cycles through a few."""
+        for buffer in self.buffers:
+            # References: the list, the loop variable and getrefcount's argument.
+            if len(buffer) == size and sys.getrefcount(buffer) == 3:
+                return buffer
+        buffer = bytearray(size)
+        if len(self.buffers) < KEPT_BUFFERS:
+            self.buffers.append(buffer)
+        return buffer

@@ -39,6 +39,7 @@ import asyncio
 import hashlib
 import logging
 import re
+import threading
 import unicodedata
 from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -307,6 +308,9 @@ def _accel_response(target: Target, headers: dict[str, str]) -> HttpResponse:
     # nginx answers Range and conditional requests itself, from the file it aliases.
     response = HttpResponse(content_type=target.rep.content_type)
     response["X-Accel-Redirect"] = settings.DELIVERY_ACCEL_PREFIX + quote(target.key, safe="/")
+    # Without a length the empty body is chunked, and nginx, which never reads the body of an
+    # X-Accel-Redirect, cannot keep the upstream connection: a new one for every request.
+    response["Content-Length"] = "0"
     for name, value in headers.items():
         response[name] = value
     return response
@@ -346,7 +350,7 @@ def _stream_response(request: HttpRequest, storage: Storage, target: Target,
     # plain 304, which RFC 9110 §8.6 forbids (it must be absent or the 200's length).
     if isinstance(request, ASGIRequest):
         length = int(decision.headers.get("Content-Length", 0)) if send_body else 0
-        response = StreamingHttpResponse(_in_threads(chunks, length), status=decision.status)
+        response = _Streamed(_in_threads(chunks, length), status=decision.status)
     else:
         response = StreamingHttpResponse(chunks, status=decision.status)
     for name, value in headers.items():
@@ -361,29 +365,51 @@ def _stream_response(request: HttpRequest, storage: Storage, target: Target,
     return response
 
 
+class _Streamed(StreamingHttpResponse):
+    """A streamed body whose memoryview pieces (a vault blob's plaintext, decrypted in place:
+    gallery.vault.crypto.decrypt_span) go out as they are, not copied into bytes first."""
+
+    def make_bytes(self, value):
+        return value if type(value) is memoryview else super().make_bytes(value)
+
+
 def _in_threads(chunks: Iterator[bytes], length: int) -> AsyncIterator[bytes]:
     """The body as an async iterator; blocking reads never run on the event loop.
 
     The first chunk is read now, in the view's thread (no hop of its own, and it is ready when
-    the headers go); the others in _io_pool threads. Pulling stops after `length` bytes, the
-    Content-Length, rather than spending a hop to learn that the iterator is done.
+    the headers go). Up to READ_AHEAD_OVER more bytes are read in _io_pool threads, a hop per
+    chunk; a longer body gets a reader thread of its own that stays up to READ_AHEAD chunks
+    ahead of the sender, so reading (and a vault blob's decryption) overlaps sending. Pulling
+    stops after `length` bytes, the Content-Length, rather than spending a hop to learn that
+    the iterator is done.
     """
     first = next(chunks, b"") if length else b""
     if len(first) >= length:
         close_iterator(chunks)
-    return _rest_in_threads(first, chunks, length - len(first))
+    remaining = length - len(first)
+    if remaining > READ_AHEAD_OVER:
+        return _read_ahead(first, chunks, remaining)
+    return _rest_in_threads(first, chunks, remaining)
+
+
+# Bodies longer than this (past their first chunk) are read by a thread of their own, at most
+# READ_AHEAD chunks (of up to sources.CHUNK_SIZE) ahead of what the client has taken. Its own
+# thread, not one of _io_pool's: a download can last minutes, and 32 of them must not starve
+# the pool every other body reads through.
+READ_AHEAD_OVER = 4 * 1024 * 1024
+READ_AHEAD = 3
+_DONE = object()
 
 
 async def _rest_in_threads(first: bytes, chunks: Iterator[bytes], remaining: int) -> AsyncIterator[bytes]:
-    done = object()
     pending: Future | None = None
     try:
         if first:
             yield first
         while remaining > 0:
-            pending = _io_pool.submit(next, chunks, done)
+            pending = _io_pool.submit(next, chunks, _DONE)
             chunk = await asyncio.wrap_future(pending)
-            if chunk is done:
+            if chunk is _DONE:
                 return
             remaining -= len(chunk)
             yield chunk
@@ -393,3 +419,53 @@ async def _rest_in_threads(first: bytes, chunks: Iterator[bytes], remaining: int
             pending.add_done_callback(lambda _f: close_iterator(chunks))
         else:
             close_iterator(chunks)
+
+
+async def _read_ahead(first: bytes, chunks: Iterator[bytes], remaining: int) -> AsyncIterator[bytes]:
+    loop = asyncio.get_running_loop()
+    arrived: asyncio.Queue = asyncio.Queue()
+    room = threading.Semaphore(READ_AHEAD)
+    leaving = threading.Event()
+
+    def hand_over(item) -> None:
+        try:
+            loop.call_soon_threadsafe(arrived.put_nowait, item)
+        except RuntimeError:  # the event loop is closed: nobody is waiting any more
+            leaving.set()
+
+    def read() -> None:
+        # The iterator is used and closed in this thread only (a generator must not be
+        # closed from another thread while it runs).
+        try:
+            left = remaining
+            while left > 0:
+                room.acquire()
+                if leaving.is_set():
+                    return
+                chunk = next(chunks, _DONE)
+                hand_over(chunk)
+                if chunk is _DONE:
+                    return
+                left -= len(chunk)
+        except Exception as exc:  # noqa: BLE001 (raised where the body is sent: the connection is dropped)
+            hand_over(exc)
+        finally:
+            close_iterator(chunks)
+
+    if first:
+        yield first
+    reader = threading.Thread(target=read, name="delivery-ahead", daemon=True)
+    reader.start()
+    try:
+        while remaining > 0:
+            item = await arrived.get()
+            if item is _DONE:
+                return
+            if isinstance(item, Exception):
+                raise item
+            remaining -= len(item)
+            room.release()
+            yield item
+    finally:
+        leaving.set()
+        room.release()

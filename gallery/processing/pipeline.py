@@ -28,7 +28,7 @@ from gallery import events
 from gallery.models import Media, Variant, zone_named
 from gallery.services.changes import media_changed
 from gallery.services.metadata import media_tags_from_metadata
-from gallery.services.timeline import timeline_move
+from gallery.services.timeline import album_items_retime, timeline_move
 from gallery.services.vault_media import vault_meta_update
 from gallery.storage import is_s3, media_storage, variant_key
 from gallery.vault import blobs as vault_blobs
@@ -346,6 +346,7 @@ def media_process(*, media_id: uuid.UUID | str, file_key: bytes | None = None) -
             current.set_capture_day(media.owner.time_zone)
             learned.update(taken_day=current.taken_day, taken_month=current.taken_month)
             timeline_move(media=current, old_day=old_day)
+            album_items_retime(media_id=current.pk, taken_at=current.taken_at)
         fields = {**learned, "status": Media.Status.READY, "error": "\n".join(outcome.notes)[:5000],
                   "details": {**media.details, **outcome.details}, "updated_at": timezone.now()}
         fields = without_nul(fields)

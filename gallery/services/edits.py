@@ -17,7 +17,7 @@ from gallery.exceptions import InvalidInput
 from gallery.models import Media
 from gallery.services.changes import media_changed
 from gallery.services.media import clean_filename
-from gallery.services.timeline import timeline_move
+from gallery.services.timeline import album_items_retime, timeline_move
 
 UNSET = object()
 MAX_DESCRIPTION = 10_000
@@ -74,6 +74,7 @@ def _apply(*, media: Media, changes: dict[str, object]) -> Media:
         locked.set_capture_day(media.owner.time_zone)
         changes.update(taken_day=locked.taken_day, taken_month=locked.taken_month)
         timeline_move(media=locked, old_day=old_day)
+        album_items_retime(media_id=locked.pk, taken_at=locked.taken_at)
     if changes:
         changes["updated_at"] = timezone.now()
         Media.objects.filter(pk=locked.pk).update(**changes)

@@ -13,8 +13,9 @@ from typing import Iterable, Sequence
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from gallery import signals
 from gallery.exceptions import InvalidInput, NotFound, ProtectedAlbum
-from gallery.models import Album, Media, Tag, User, tag_key
+from gallery.models import Album, AlbumItem, Media, Tag, User, tag_key
 from gallery.services.changes import media_changed
 
 FAVOURITES_TITLE = "Favourites"
@@ -102,7 +103,7 @@ def album_change_media(*, album: Album, add: Sequence[uuid.UUID] = (), remove: S
     add = visible_ids(owner=album.owner, ids=add)
     remove = visible_ids(owner=album.owner, ids=remove)
     if add:
-        album.media.add(*add)
+        album_items_add(album=album, media_ids=add)
     if remove:
         album.media.remove(*remove)
         Album.objects.filter(pk=album.pk, cover_id__in=remove).update(cover=None)
@@ -110,11 +111,24 @@ def album_change_media(*, album: Album, add: Sequence[uuid.UUID] = (), remove: S
 
 
 @transaction.atomic
+def album_items_add(*, album: Album, media_ids: Sequence[uuid.UUID]) -> None:
+    """Put these media in the album (already there is fine), each with its taken_at, the
+    album's order key. Their rows are locked first (in id order) so that a concurrent change of
+    taken_at, which updates the media's album rows under the same lock, cannot miss this one."""
+    found = list(Media.objects.select_for_update(no_key=True).filter(pk__in=media_ids).order_by("pk")
+                 .values_list("pk", "taken_at"))
+    AlbumItem.objects.bulk_create([AlbumItem(album_id=album.pk, media_id=pk, taken_at=taken_at)
+                                   for pk, taken_at in found], ignore_conflicts=True)
+    # A bulk write sends no m2m_changed: search hears of it this way.
+    signals.media_changed.send(sender=Media, media_ids=[pk for pk, _ in found])
+
+
+@transaction.atomic
 def media_favourite(*, media: Media, favourite: bool) -> None:
     """Put a media in (or take it out of) its owner's Favourites album; idempotent."""
     album = favourites_for(user=media.owner)
     if favourite:
-        album.media.add(media)
+        album_items_add(album=album, media_ids=[media.pk])
     else:
         album.media.remove(media)
         Album.objects.filter(pk=album.pk, cover_id=media.pk).update(cover=None)

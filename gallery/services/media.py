@@ -21,6 +21,7 @@ from gallery.models import Album, KindUsage, Media, User, Variant, new_media_tok
 from gallery.processing.filetypes import SNIFF_BYTES, content_type_for, kind_for
 from gallery.services.accounts import quota_check
 from gallery.services.changes import media_changed
+from gallery.services.library import album_items_add
 from gallery.services.timeline import timeline_add
 from gallery.storage import STORAGE_ERRORS, blob_head, media_storage, original_key, sha256_of
 
@@ -106,7 +107,7 @@ def media_record(*, owner: User, media_id: uuid.UUID, key: str, size: int, sha25
         if reserved:
             User.objects.filter(pk=owner.pk).update(reserved_bytes=F("reserved_bytes") - reserved)
         if album is not None:
-            album.media.add(existing)
+            album_items_add(album=album, media_ids=[existing.pk])
         return IngestResult(media=existing, created=False)
     if size > reserved:
         quota_check(user=locked, requested=size - reserved)
@@ -123,7 +124,7 @@ def media_record(*, owner: User, media_id: uuid.UUID, key: str, size: int, sha25
                                             reserved_bytes=F("reserved_bytes") - reserved)
     usage_add(media=media, count=1)
     if album is not None:
-        album.media.add(media)
+        album_items_add(album=album, media_ids=[media.pk])
     # The event first: callbacks run in order, and inline jobs (tests) run in theirs.
     events.send_after_commit(owner.pk, "media.created", media_id=str(media.pk), status=media.status)
     if status == Media.Status.PENDING:

@@ -9,7 +9,7 @@ from django.db import transaction
 
 from gallery.models import Album, Media, User, tag_key
 from gallery.services.changes import media_changed
-from gallery.services.library import favourites_for, tags_for
+from gallery.services.library import album_items_add, favourites_for, tags_for
 from gallery.services.media import media_queue_processing
 
 
@@ -53,7 +53,7 @@ def media_add_to_albums(*, media: Media, albums: Iterable[Album] = (), favourite
     if favourite:
         targets.append(favourites_for(user=media.owner))
     for album in targets:
-        album.media.add(media)
+        album_items_add(album=album, media_ids=[media.pk])
     if targets:
         media_changed(owner_id=media.owner_id, media_ids=[media.pk])
 

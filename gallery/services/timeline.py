@@ -1,19 +1,21 @@
-"""The timeline's day counters (gallery.models_timeline.TimelineDay), kept exact.
+"""The timeline's day counters (gallery.models_timeline.TimelineDay) and the album rows'
+copy of taken_at (gallery.models.AlbumItem), kept exact.
 
-Call these in the transaction that changes what they count; gallery.services.media.usage_add
+Call these in the transaction that changes what they follow; gallery.services.media.usage_add
 calls `timeline_add` for every row entering or leaving the library, so only a change of a
-library media's day needs `timeline_move`.
+library media's day needs `timeline_move`, and every change of a media's taken_at needs
+`album_items_retime`.
 """
 
 from __future__ import annotations
 
 import uuid
-from datetime import date
+from datetime import date, datetime
 
 from django.db import IntegrityError, transaction
 from django.db.models import F
 
-from gallery.models import Media, TimelineDay
+from gallery.models import AlbumItem, Media, TimelineDay
 
 
 def timeline_add(*, owner_id: uuid.UUID, day: date | None, count: int) -> None:
@@ -41,3 +43,9 @@ def timeline_move(*, media: Media, old_day: date | None) -> None:
     changes = sorted([(old_day, -1), (new_day, 1)], key=lambda change: change[0] or date.min)
     for day, count in changes:
         timeline_add(owner_id=media.owner_id, day=day, count=count)
+
+
+def album_items_retime(*, media_id: uuid.UUID, taken_at: datetime) -> None:
+    """The media's taken_at is now `taken_at`: so is its album rows' copy, the order key of
+    every album page. The caller holds the media's row lock (album_items_add takes it too)."""
+    AlbumItem.objects.filter(media_id=media_id).exclude(taken_at=taken_at).update(taken_at=taken_at)

@@ -27,6 +27,7 @@ from gallery import events, jobs
 from gallery.exceptions import DirectUploadUnavailable, InvalidInput, NotFound, StorageUnavailable
 from gallery.models import Album, Media, Upload, User
 from gallery.services.changes import media_changed
+from gallery.services.library import album_items_add
 from gallery.services.media import IngestResult, media_delete, media_queue_processing
 from gallery.storage import blob_sha256, is_s3, multipart_complete, presign_url
 from gallery.uploads.lifecycle import (
@@ -145,7 +146,7 @@ def direct_upload_verify(*, media_id: uuid.UUID | str) -> None:
             # The owner had these bytes already: the upload resolves to that media.
             Upload.objects.filter(media=media).update(media=existing)
             for album in media.albums.all():
-                album.media.add(existing)
+                album_items_add(album=album, media_ids=[existing.pk])
             media_delete(media=media)
             return
         media.status = Media.Status.PENDING

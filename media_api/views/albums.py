@@ -1,11 +1,13 @@
 """/api/v1/albums/: the caller's albums (Favourites first), their media and covers.
 
 An album's count and cover are computed through Media.objects.visible_to, so trashed and
-vault items are neither counted nor shown; the list is a constant three queries."""
+vault items are neither counted nor shown. The list is keyset-paginated (Favourites, then
+the newest) in a constant six queries; an album's page walks its AlbumItem rows in the
+timeline's order (album_item_timeline), so it reads about a page of rows whatever the album's size."""
 
 from __future__ import annotations
 
-from django.db.models import Count, OuterRef, Prefetch, Subquery
+from django.db.models import Count, OuterRef, Prefetch, Q, Subquery, UUIDField
 from django.db.models.functions import Coalesce
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema, extend_schema_view
@@ -14,9 +16,9 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from gallery.exceptions import NotFound
-from gallery.models import Album, Media, Variant
+from gallery.models import Album, AlbumItem, Media, Variant
 from gallery.services.library import album_change_media, album_create, album_delete, album_update, favourites_for
-from media_api.pagination import KeysetPagination, WholeListPagination
+from media_api.pagination import AlbumKeysetPagination, KeysetPagination
 from media_api.renderers import FastJSONRenderer
 from media_api.serializers import (
     AlbumCreateSerializer,
@@ -28,27 +30,38 @@ from media_api.serializers import (
 from media_api.views.media import as_rows, attach_relations
 
 
+def hidden_items(user):
+    """AlbumItem rows whose media visible_to(user) leaves out (Media.objects.hidden_from_library,
+    a small partial index). Albums only ever hold their owner's media (gallery.services.library
+    resolves every id through visible_ids), so an album's visible count is its rows minus
+    these: two index ranges, not a read of each member."""
+    return AlbumItem.objects.filter(media__in=Media.objects.owned_by(user).hidden_from_library().values("pk"))
+
+
 def member_count(album_ref, user) -> Coalesce:
-    """How many visible media an album holds: its members minus those visible_to leaves out
-    (Media.objects.hidden_from_library, a small partial index), so a 10,000-item album is
-    counted from two index ranges, not 10,000 row reads. Albums only ever hold their owner's
-    media (gallery.services.library resolves every id through visible_ids)."""
-    through = Album.media.through
-    members = through.objects.filter(album=album_ref).order_by().values("album")
-    hidden = members.filter(media__in=Media.objects.owned_by(user).hidden_from_library().values("pk"))
+    """How many visible media an album holds, as a subquery of the album list (see hidden_items)."""
+    members = AlbumItem.objects.filter(album=album_ref).order_by().values("album")
+    hidden = hidden_items(user).filter(album=album_ref).order_by().values("album")
     total = Subquery(members.annotate(n=Count("pk")).values("n"))
     return Coalesce(total, 0) - Coalesce(Subquery(hidden.annotate(n=Count("pk")).values("n")), 0)
+
+
+def visible_items(user):
+    """AlbumItem rows of media visible_to(user) (the one rule, asked of each row the walk
+    of album_item_timeline meets: a page reads about a page of rows)."""
+    return AlbumItem.objects.filter(media__in=Media.objects.visible_to(user).values("pk"))
 
 
 def albums_for(user):
     """The user's albums with `count` and `cover_pk` (chosen cover if still a visible member,
     else the newest visible member), Favourites first, then the newest albums."""
-    members = Media.objects.visible_to(user).filter(albums=OuterRef("pk"))
-    chosen = members.filter(pk=OuterRef("cover_id")).values("pk")[:1]
-    newest = members.order_by("-taken_at", "-id").values("pk")[:1]
+    members = visible_items(user).filter(album=OuterRef("pk"))
+    chosen = members.filter(media=OuterRef("cover_id")).values("media_id")[:1]
+    newest = members.order_by("-taken_at", "-media_id").values("media_id")[:1]
+    cover_pk = Coalesce(Subquery(chosen), Subquery(newest), output_field=UUIDField())  # a UUID, as Media's pk
     return (Album.objects.filter(owner=user)
-            .annotate(count=member_count(OuterRef("pk"), user), cover_pk=Coalesce(Subquery(chosen), Subquery(newest)))
-            .order_by("-is_favourites", "-created_at", "-id"))
+            .annotate(count=member_count(OuterRef("pk"), user), cover_pk=cover_pk)
+            .order_by("-is_favourites", "-id"))
 
 
 def with_covers(albums: list[Album]) -> list[Album]:
@@ -70,7 +83,7 @@ def album_pk(raw) -> int:
 
 
 @extend_schema_view(
-    list=extend_schema(summary="The caller's albums, Favourites first"),
+    list=extend_schema(summary="The caller's albums, Favourites first, then the newest"),
     create=extend_schema(summary="A new album", request=AlbumCreateSerializer, responses={201: AlbumSerializer}),
     retrieve=extend_schema(summary="One album"),
     partial_update=extend_schema(summary="Rename an album or choose its cover", request=AlbumUpdateSerializer,
@@ -79,7 +92,8 @@ def album_pk(raw) -> int:
 )
 class AlbumViewSet(viewsets.GenericViewSet):
     serializer_class = AlbumSerializer
-    pagination_class = WholeListPagination
+    pagination_class = AlbumKeysetPagination
+    keyset_fields = ("taken_at", "media_id")  # an album's page (KeysetPagination): its AlbumItem rows
 
     def get_queryset(self):
         return albums_for(self.request.user)
@@ -130,15 +144,16 @@ class AlbumViewSet(viewsets.GenericViewSet):
             album_change_media(album=album, **change.validated_data)
             return Response(self._one(album.pk))
         self.album = album
-        # Keyset over (taken_at, id) on the light rows first: the walk down the library's
-        # timeline index stays index-only; then the page's hundred full rows by id.
-        light = Media.objects.visible_to(request.user).filter(albums=album).values("id", "taken_at")
-        keys = [row["id"] for row in self.paginate_queryset(light)]
-        full = {row.pk: row for row in as_rows(Media.objects.visible_to(request.user).filter(pk__in=keys))}
-        page = attach_relations([full[pk] for pk in keys if pk in full], owner=request.user)
+        # One keyset range of album_item_timeline, each row's media asked the visibility rule
+        # and read as a MediaRow through the row's join: about a page of rows, whatever the
+        # album's size; then the page's relations (the media list's path).
+        rows = as_rows(visible_items(request.user).filter(album=album), through="media__")
+        page = attach_relations(self.paginate_queryset(rows), owner=request.user)
         return self.get_paginated_response(MediaSerializer(page, many=True).data)
 
     def count_for(self, queryset) -> int:
-        """An album page's total (see member_count)."""
-        counted = Album.objects.filter(pk=self.album.pk).annotate(n=member_count(self.album.pk, self.request.user))
-        return counted.values_list("n", flat=True)[0]
+        """An album page's total: its rows minus the hidden ones (see hidden_items)."""
+        hidden = Media.objects.owned_by(self.request.user).hidden_from_library().values("pk")
+        counts = AlbumItem.objects.filter(album=self.album).aggregate(
+            rows=Count("pk"), hidden=Count("pk", filter=Q(media__in=hidden)))
+        return counts["rows"] - counts["hidden"]

@@ -1,5 +1,5 @@
 // The albums page: covers and titles (Favourites first), create, rename.
-import {api, button, el, showError} from "./api.js";
+import {api, button, el, pages, showError} from "./api.js";
 import {pickVariant} from "./media.js";
 import {ask} from "./selection.js";
 
@@ -22,12 +22,7 @@ async function load() {
   list.setAttribute("aria-busy", "true");
   let albums = [];
   try {
-    let next = "/api/v1/albums/";
-    while (next) {
-      const data = await api(next);
-      albums.push(...(data.results || data));
-      next = data.next || null;
-    }
+    for await (const data of pages("/api/v1/albums/?page_size=500")) albums.push(...(data.results || data));
   } catch (error) {
     showError(error, "Could not list the albums");
     list.replaceChildren(el("li", {class: "error"}, "The albums could not be loaded."));

@@ -3,7 +3,7 @@
 // play in the browser's own elements (they seek with Range requests on /m/), documents
 // offer a download. The info panel is the server's fragment (/info/<id>/) plus the
 // description, tags and albums from the media JSON.
-import {api, button, el, human, notify, showError, whenLabel} from "./api.js";
+import {api, button, el, human, notify, pages, showError, whenLabel} from "./api.js";
 import {ICONS, pickVariant} from "./media.js";
 import {loadLeaflet, tileLayer} from "./maps.js";
 
@@ -241,13 +241,16 @@ export class Lightbox {
       this.info.append(el("h3", {}, "Albums"), list);
       for (const id of media.albums) list.append(el("a", {class: "chip", href: `/albums/${id}/`}, `Album ${id}`));
       if (media.albums.length) {
-        api("/api/v1/albums/").then((data) => {
-          const titles = new Map((data.results || data).map((a) => [String(a.id), a.title]));
+        (async () => {
+          const titles = new Map();
+          for await (const data of pages("/api/v1/albums/?page_size=500")) {
+            for (const a of data.results || data) titles.set(String(a.id), a.title);
+          }
           for (const link of list.querySelectorAll("a")) {
             const id = link.getAttribute("href").split("/")[2];
             if (titles.has(id)) link.textContent = titles.get(id);
           }
-        }).catch(() => {});
+        })().catch(() => {});
       }
     }
     if ("description" in media) {

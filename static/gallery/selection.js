@@ -1,7 +1,7 @@
 // The bar shown while items are selected: add to album, tag, favourite, move to the vault,
 // move to the trash. Each action calls the library API for the selected ids and reports
 // what failed; removed items leave the grid.
-import {api, button, el, notify, showError} from "./api.js";
+import {api, button, el, notify, pages, showError} from "./api.js";
 
 // Calls one request per id; returns the ids that succeeded and reports the failures.
 export async function each(ids, call) {
@@ -42,8 +42,7 @@ export function ask(title, fields, submitLabel) {
 export async function chooseAlbum() {
   let albums = [];
   try {
-    const data = await api("/api/v1/albums/");
-    albums = data.results || data;
+    for await (const data of pages("/api/v1/albums/?page_size=500")) albums.push(...(data.results || data));
   } catch (error) {
     showError(error, "Could not list the albums");
     return null;

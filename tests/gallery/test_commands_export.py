@@ -18,6 +18,7 @@ from rest_framework.test import APIClient
 
 from gallery.models import Album, Export, Media, Tag
 from gallery.operations.export import export_write
+from gallery.services.library import album_items_add
 from gallery.services.media import media_record
 from gallery.storage import media_storage, original_key
 
@@ -48,7 +49,7 @@ def library(alice, bob, alice_api, upload, corpus):
     stored(bob, b"bob's", "bob.txt")
     first.tags.add(Tag.objects.create(owner=alice, name="summer"))
     holiday = Album.objects.create(owner=alice, title="Holiday")
-    holiday.media.add(first, second)
+    album_items_add(album=holiday, media_ids=[first.pk, second.pk])
     return first, second
 
 

@@ -95,7 +95,7 @@ def threaded_app(settings):
 def lean():
     """The lean door alone: the reference the lane must match."""
     door = fast.DeliveryApp(threads=1)
-    door.express.reason_off = "the reference"
+    door.express.reason_off = door.streams.reason_off = "the reference"
     yield door
     door.pool.shutdown()
 

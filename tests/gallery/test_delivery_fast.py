@@ -87,10 +87,10 @@ async def test_one_hop_one_thread_persistent_connection_and_a_fixed_number_of_qu
     connection_created.connect(on_open)
     try:
         path = f"/m/{photo.token}/3s/"
-        # The key's first use: the express lane hands it to the lean door, which records it
-        # (the lane's hop, then the lean door's two: the response, then its close).
+        # The key's first use: the express lane and its streams hand it to the lean door, which
+        # records it (a hop for each lane, then the lean door's two: the response, its close).
         await asgi_get(app, path, {"authorization": f"Bearer {raw}"})
-        assert len(submitted) == 3
+        assert len(submitted) == 4
         for _ in range(5):
             before, hops = len(queries), len(submitted)
             status, headers, body = await asgi_get(app, path, {"authorization": f"Bearer {raw}"})
@@ -100,11 +100,15 @@ async def test_one_hop_one_thread_persistent_connection_and_a_fixed_number_of_qu
             assert len(submitted) - hops == 1
             assert len(queries) - before == 2, queries[before:]
             assert "gallery_apikey" in queries[before] and "gallery_variant" in queries[before + 1]
-        # A Range goes to the lean door, which still answers it with the credential's queries.
-        before, hops = len(queries), len(submitted)
-        status, _, body = await asgi_get(app, path, {"authorization": f"Bearer {raw}", "range": "bytes=0-9"})
-        assert status == 206 and len(body) == 10
-        assert len(submitted) - hops == 2 and len(queries) - before == 2
+        # A Range goes to the lane's streams (gallery.delivery.streams): one hop, which also
+        # reads the bytes, and the same two reads.
+        for level in ("3s", "0"):
+            before, hops = len(queries), len(submitted)
+            status, _, body = await asgi_get(app, f"/m/{photo.token}/{level}/",
+                                             {"authorization": f"Bearer {raw}", "range": "bytes=0-9"})
+            assert status == 206 and len(body) == 10
+            assert len(submitted) - hops == 1 and len(queries) - before == 2, queries[before:]
+            assert "gallery_apikey" in queries[before] and "gallery_media" in queries[before + 1]
     finally:
         connection_created.disconnect(on_open)
         real_submit(lambda: (connection.execute_wrappers.remove(count), connection.close())).result()

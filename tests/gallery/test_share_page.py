@@ -12,6 +12,7 @@ from django.test import Client
 from django.utils import timezone
 
 from gallery.models import Album, Media, Share
+from gallery.services.library import album_items_add
 from gallery.services.sharing import share_create, share_revoke
 from tests.conftest import api_client
 from tests.gallery.test_browser import browser, server  # noqa: F401 (fixtures)
@@ -29,7 +30,7 @@ def album(alice, upload, corpus) -> Album:
     album = Album.objects.create(owner=alice, title="Calanques")
     for name in ("Canon_40D.jpg", "Nikon_D70.jpg"):
         media = Media.objects.get(pk=upload(api_client(alice), corpus / "jpg" / name).json()["id"])
-        album.media.add(media)
+        album_items_add(album=album, media_ids=[media.pk])
     return album
 
 
@@ -127,7 +128,8 @@ def test_the_lightbox_in_chromium(server, browser, alice, corpus):  # noqa: F811
     for name in ("Canon_40D.jpg", "Nikon_D70.jpg"):
         path = corpus / "jpg" / name
         with open(path, "rb") as fh:
-            album.media.add(media_ingest(owner=alice, stream=fh, size=path.stat().st_size, filename=name).media)
+            made = media_ingest(owner=alice, stream=fh, size=path.stat().st_size, filename=name).media
+        album_items_add(album=album, media_ids=[made.pk])
     share = share_create(owner=alice, album=album, allow_download=True)
     page = browser.new_page()  # no login
     problems = []

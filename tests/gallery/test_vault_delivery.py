@@ -3,12 +3,13 @@ a client that leaves half-way; on local disk and on S3 (through the block cache)
 
 from __future__ import annotations
 
+import asyncio
 import os
 
 import pytest
 from django.test import Client
 
-from gallery.delivery import sources
+from gallery.delivery import sources, views
 from gallery.models import Media
 from gallery.vault import crypto
 from tests.vault_support import vault_open_for, vault_settings, vault_upload  # noqa: F401
@@ -39,22 +40,47 @@ def test_long_spans_and_ranges_of_a_vault_item(storage, alice_api, settings, tmp
     response.close()
 
 
-def test_read_ahead_yields_every_piece_in_order():
-    pieces = [bytes([i]) * 10 for i in range(50)]
-    assert list(sources._ahead(iter(pieces))) == pieces
-    closed = []
+async def test_a_long_body_is_read_ahead_in_order_and_closed_when_the_client_leaves():
+    """A body past READ_AHEAD_OVER is read by a thread of its own, a few pieces ahead: every
+    piece arrives in order; a reader's error reaches the sender; a client that leaves ends
+    the reading and closes the iterator in the reading thread."""
+    import threading
 
-    def generator():
+    size = views.READ_AHEAD_OVER // 8 + 1
+    pieces = [bytes([i]) * size for i in range(20)]
+    length = size * len(pieces)
+    assert [piece async for piece in views._in_threads(iter(pieces), length)] == pieces
+
+    def failing():
+        yield from pieces[:12]
+        raise OSError("the blob is shorter than recorded")
+
+    received = []
+    with pytest.raises(OSError, match="shorter"):
+        async for piece in views._in_threads(failing(), length):
+            received.append(piece)
+    assert received == pieces[:12]
+
+    events = []
+
+    def endless():
         try:
-            for piece in pieces:
-                yield piece
+            while True:
+                events.append("read")
+                yield bytes(size)
         finally:
-            closed.append(True)
+            events.append(("closed", threading.current_thread().name))
 
-    reader = sources._ahead(generator())
-    assert next(reader) == pieces[0]
-    reader.close()
-    assert closed == [True]
+    body = views._in_threads(endless(), 10**12)
+    assert len(await anext(body)) == size and len(await anext(body)) == size
+    await body.aclose()
+    for _ in range(100):
+        if ("closed", "delivery-ahead") in events:
+            break
+        await asyncio.sleep(0.01)
+    assert events[-1] == ("closed", "delivery-ahead")
+    # At most READ_AHEAD pieces past the two taken were read before the client left.
+    assert events.count("read") <= 2 + views.READ_AHEAD + 1
 
 
 @pytest.mark.django_db(transaction=True)
@@ -83,3 +109,27 @@ def test_vault_thumbnails_over_the_production_app(live_asgi, corpus):
     ranged = requests.get(live_asgi.url(item["original_url"]), headers={**key, "Range": "bytes=0-99"}, timeout=30)
     assert ranged.status_code == 206 and ranged.content == (corpus / "jpg" / "Canon_40D.jpg").read_bytes()[:100]
     assert requests.get(live_asgi.url(item["variants"]["3s"]["url"]), headers=other, timeout=30).status_code == 404
+
+
+def test_a_decrypted_piece_is_never_overwritten_while_anything_refers_to_it():
+    """VaultSource reuses its decrypted-piece buffers only once nothing refers to them: pieces
+    a server still holds (all of them, here) keep their bytes; released ones are reused."""
+    data = os.urandom(5 * 2**20 + 123)
+    key, file_id = crypto.new_key(), b"f" * 16
+    blob = crypto.encrypt_bytes(key, file_id, data)
+
+    class InMemory(sources.Source):
+        def read(self, first, last):
+            yield blob[first:last + 1]
+
+    source = sources.VaultSource(InMemory(), file_key=key, file_id=file_id, size=len(data))
+    held = list(source.read(0, len(data) - 1))
+    assert len({id(piece.obj) for piece in held}) == len(held) == 6
+    assert b"".join(held) == data
+    del held
+    buffers, offset = set(), 0
+    for piece in source.read(0, len(data) - 1):
+        buffers.add(id(piece.obj))
+        assert piece == data[offset:offset + len(piece)]
+        offset += len(piece)
+    assert offset == len(data) and len(buffers) < 6  # released buffers came back

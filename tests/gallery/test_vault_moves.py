@@ -9,6 +9,7 @@ from django.test import Client, RequestFactory
 from gallery import jobs
 from gallery.models import Album, Job, KindUsage, Media, Variant, VaultItem
 from gallery.services import vault_media
+from gallery.services.library import album_items_add
 from gallery.storage import media_storage
 from gallery.vault import blobs, keys
 from tests.vault_support import vault_open_for, vault_settings  # noqa: F401
@@ -41,7 +42,7 @@ def test_move_into_the_vault_and_back(storage, alice, alice_api, photo, django_c
     variants = {v.level: (_read(v.storage_key), v.width, v.height) for v in photo.variants.all()}
     old_keys = [photo.original_key, *(v.storage_key for v in photo.variants.all())]
     album = Album.objects.create(owner=alice, title="trip", cover=photo)
-    album.media.add(photo)
+    album_items_add(album=album, media_ids=[photo.pk])
     vault_open_for(alice_api)
     with django_capture_on_commit_callbacks(execute=True):
         moved = alice_api.post(f"/api/v1/media/{photo.pk}/move-to-vault")

@@ -167,3 +167,98 @@ def test_timestamps_are_not_needed_for_ordering_albums(alice, alice_api):
     Album.objects.filter(pk=first["id"]).update(created_at=datetime.now(timezone.utc) - timedelta(days=1))
     alice_api.post("/api/v1/albums/", {"title": "B"}, format="json")
     assert [a["title"] for a in alice_api.get("/api/v1/albums/").json()["results"]] == ["Favourites", "B", "A"]
+
+
+# --- An album's page: AlbumItem rows carry taken_at, kept exact ------------------------------
+def album_rows_exact() -> bool:
+    """Every album row's taken_at is its media's (what the album page's order relies on)."""
+    from gallery.models import AlbumItem
+
+    return all(item.taken_at == item.media.taken_at for item in AlbumItem.objects.select_related("media"))
+
+
+def test_an_album_page_follows_taken_at_edits_the_trash_and_restores(alice, alice_api, make_media):
+    from gallery.services.trash import trash_restore
+
+    album = alice_api.post("/api/v1/albums/", {"title": "Years"}, format="json").json()
+    media = [make_media(alice, when=datetime(2020 + i, 1, 1, tzinfo=timezone.utc))[0] for i in range(5)]
+    url = f"/api/v1/albums/{album['id']}/media/"
+    alice_api.post(url, {"add": ids(media)}, format="json")
+
+    def walk(size: int) -> list[str]:
+        page, seen = alice_api.get(f"{url}?page_size={size}").json(), []
+        while True:
+            seen += [m["id"] for m in page["results"]]
+            if not page["next"]:
+                return seen
+            page = alice_api.get(page["next"]).json()
+
+    assert walk(2) == ids(media[::-1]) and album_rows_exact()
+    edited = alice_api.patch(f"/api/v1/media/{media[0].pk}/", {"taken_at": "2030-06-01T10:00:00+02:00"},
+                             format="json")
+    assert edited.status_code == 200 and album_rows_exact()
+    assert walk(2) == ids([media[0], *media[:0:-1]])
+    media_trash(media=media[2])
+    assert walk(2) == ids([media[0], media[4], media[3], media[1]])
+    assert alice_api.get(url).json()["count"] == 4
+    trash_restore(owner=alice, media=[media[2].pk])
+    assert walk(3) == ids([media[0], *media[:0:-1]]) and alice_api.get(url).json()["count"] == 5
+    second = alice_api.get(f"{url}?page_size=2").json()["next"]
+    back = alice_api.get(alice_api.get(second).json()["previous"]).json()
+    assert [m["id"] for m in back["results"]] == ids([media[0], media[4]]) and back["previous"] is None
+
+
+def test_album_rows_follow_processing(alice, alice_api, upload, corpus):
+    from gallery.models import AlbumItem, Media
+    from gallery.processing.pipeline import media_process
+
+    photo = upload(alice_api, corpus / "jpg" / "Canon_40D.jpg").json()
+    album = alice_api.post("/api/v1/albums/", {"title": "Camera"}, format="json").json()
+    alice_api.post(f"/api/v1/albums/{album['id']}/media/", {"add": [photo["id"]]}, format="json")
+    alice_api.post(f"/api/v1/media/{photo['id']}/favourite")
+    # As if the date were still the upload's estimate: processing finds the EXIF one again.
+    later = datetime(2031, 1, 1, tzinfo=timezone.utc)
+    Media.objects.filter(pk=photo["id"]).update(taken_at=later, taken_at_estimated=True)
+    AlbumItem.objects.filter(media_id=photo["id"]).update(taken_at=later)
+    media_process(media_id=photo["id"])
+    assert Media.objects.get(pk=photo["id"]).taken_at.year == 2008
+    assert AlbumItem.objects.filter(media_id=photo["id"]).count() == 2 and album_rows_exact()
+
+
+def test_the_migration_copies_each_rows_taken_at(alice, make_media):
+    import importlib
+
+    from django.apps import apps
+
+    from gallery.models import AlbumItem
+
+    copy_taken_at = importlib.import_module("gallery.migrations.0010_album_items").copy_taken_at
+    album = Album.objects.create(owner=alice, title="Old")
+    media = [make_media(alice, when=datetime(2019 + i, 5, 1, tzinfo=timezone.utc))[0] for i in range(3)]
+    AlbumItem.objects.bulk_create([AlbumItem(album=album, media=m, taken_at=datetime(2000, 1, 1, tzinfo=timezone.utc))
+                                   for m in media])
+    copy_taken_at(apps, None)
+    assert album_rows_exact() and AlbumItem.objects.count() == 3
+
+
+# --- The album list: keyset pages ------------------------------------------------------------
+def test_the_album_list_pages_by_cursor_favourites_first(alice, alice_api):
+    for i in range(5):
+        alice_api.post("/api/v1/albums/", {"title": f"A{i}"}, format="json")
+    first = alice_api.get("/api/v1/albums/?page_size=2").json()
+    assert first["count"] == 6 and first["previous"] is None
+    assert [a["title"] for a in first["results"]] == ["Favourites", "A4"]
+    pages = [first]
+    while pages[-1]["next"]:
+        pages.append(alice_api.get(pages[-1]["next"]).json())
+    assert [[a["title"] for a in p["results"]] for p in pages] == [["Favourites", "A4"], ["A3", "A2"], ["A1", "A0"]]
+    back = alice_api.get(pages[2]["previous"]).json()
+    assert back["results"] == pages[1]["results"] and back["next"]
+    assert alice_api.get(back["previous"]).json()["results"] == first["results"]
+
+
+@pytest.mark.parametrize("cursor", ["!!!", "bm90IGEgY3Vyc29y", "bnwxfDk5OTk5OTk5OTk5OTk5OTk5OTk5", "eHwwfDE"])
+def test_an_album_list_cursor_we_did_not_hand_out_is_a_400(alice_api, cursor):
+    response = alice_api.get(f"/api/v1/albums/?cursor={cursor}")
+    assert response.status_code == 400 and "cursor" in response.json()["detail"]
+    assert alice_api.get("/api/v1/albums/?page_size=0").status_code == 400

@@ -10,6 +10,7 @@ from django.utils import timezone
 
 from gallery import jobs, tasks
 from gallery.models import Album, KindUsage, Media, User, Variant
+from gallery.services.library import album_items_add
 from gallery.services.trash import media_trash, trash_purge, trash_restore
 from gallery.storage import media_storage
 from tests.media_api.conftest import counters_exact, queries_of
@@ -67,7 +68,7 @@ def test_the_purge_deletes_only_what_is_old_enough_and_lowers_usage_exactly(
     old_doc, recent_doc, kept = make_media(alice, 3, size=1000)
     bobs = make_media(bob, 1, size=500)[0]
     album = Album.objects.create(owner=alice, title="A", cover=photo)
-    album.media.add(photo, kept)
+    album_items_add(album=album, media_ids=[photo.pk, kept.pk])
     for media in (photo, old_doc, recent_doc, bobs):
         media_trash(media=media)
     long_ago = timezone.now() - timedelta(days=31)

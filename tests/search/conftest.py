@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 import pytest
 
 from gallery.models import Album, Media, Tag
-from gallery.services.library import favourites_for
+from gallery.services.library import album_items_add, favourites_for
 
 
 def make_media(owner, name: str, when: datetime, *, offset: int | None = None, kind: str = "image",
@@ -55,8 +55,8 @@ def library(alice, bob):
     m["trashed"].tags.add(beach)
     m["vault"].tags.add(beach)
     holidays = Album.objects.create(owner=alice, title="Holidays")
-    holidays.media.add(m["img"], m["dsc"], m["vault"])
-    favourites_for(user=alice).media.add(m["img"])
+    album_items_add(album=holidays, media_ids=[m["img"].pk, m["dsc"].pk, m["vault"].pk])
+    album_items_add(album=favourites_for(user=alice), media_ids=[m["img"].pk])
     m["holidays"] = holidays
     return m
 

@@ -11,7 +11,7 @@ from django.utils import timezone
 from gallery import jobs
 from gallery import signals as gallery_signals
 from gallery.models import Album, Job, Media, Tag
-from gallery.services.library import favourites_for
+from gallery.services.library import album_items_add, favourites_for
 from gallery.services.media import media_delete
 from search import indexing
 from search.db import DatabaseBackend
@@ -76,7 +76,7 @@ def test_follows_every_change(queued, alice):
     assert not entry(media).tags.exists()
 
     album = Album.objects.create(owner=alice, title="Portugal trip")
-    album.media.add(media)
+    album_items_add(album=album, media_ids=[media.pk])
     drain()
     assert list(entry(media).albums.values_list("album_id", flat=True)) == [album.pk]
     assert "trip" in search_words(media)
@@ -88,7 +88,7 @@ def test_follows_every_change(queued, alice):
     drain()
     assert not entry(media).albums.exists()
 
-    favourites_for(user=alice).media.add(media)
+    album_items_add(album=favourites_for(user=alice), media_ids=[media.pk])
     drain()
     assert entry(media).favourite is True
 

@@ -1,0 +1,422 @@
+"""The express lane's streams: originals, ranges, conditional requests and larger variants of /m/,
+and x-accel answers, decided on plain values and sent without Django's request.
+
+A 1 MiB range of a video through the lean door cost ~1.45 ms of CPU in-process (an
+HttpRequest, the middleware, a DRF request and its authenticators, two querysets compiled,
+model objects, a thread hop for the view and another for the response's close, the MiB read
+into new bytes and cut into 64 KiB messages by Django's sender): the app reached ~0.2x nginx
+on random 1 MiB ranges (bench/stream.py), and in x-accel mode, where nginx sends the bytes
+and the app only says yes, ~1.3 ms a range held nginx to ~0.2-0.3x. Here: ~0.2 ms, and
+~0.03 ms for an x-accel answer.
+
+Here the lane's own decisions (gallery.delivery.express) are taken on plain values: the
+credential exactly as the lane checks it (its session and API key reads, afresh for every
+request), then the media or variant through the one visibility rule, compiled once by the ORM
+(CompiledQuery), never written again. What it answers is what gallery.delivery.views would:
+its Target, safe type and common headers, ranges.evaluate's decision (RFC 9110: one range,
+conditionals, 304), and the middleware's headers as the lane learned them. The bytes:
+- stream mode: read with os.preadv into a buffer of its own, on the event loop when the pages
+  are already in memory (RWF_NOWAIT: a read that would wait for the disk refuses instead), else
+  in a thread; a chunk of up to 1 MiB per message; a client that leaves stops the reading;
+- x-accel mode: the empty answer with X-Accel-Redirect; nginx sends the file and does ranges.
+On SQLite the decision runs on the event loop (a read-only connection of its own that never
+waits for a lock); on PostgreSQL, or when that connection is busy, in one hop to a delivery
+thread, which also reads the first chunk.
+
+Everything else goes on to the lean door, which answers it: vault items (decrypted by
+views.VaultSource, never x-accel), several ranges (multipart), 412 and 416,
+anything the lane does not take (provider tokens, anonymous calls, a duplicated header, a
+non-ASCII query, a host not allowed, S3, redirect mode), every refusal (so a 404 is always
+the full path's own), and any error before the first byte.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sqlite3
+import threading
+import uuid
+from dataclasses import dataclass
+from urllib.parse import quote
+
+from django.conf import settings
+from django.core.exceptions import TooManyFieldsSent
+from django.db import DEFAULT_DB_ALIAS, connections
+from django.http import QueryDict
+from django.http.cookie import parse_cookie
+
+from gallery.delivery import ranges, views
+from gallery.delivery.express import (
+    DB_SESSIONS,
+    KNOWN_AUTHENTICATION,
+    KNOWN_MIDDLEWARE,
+    Ask,
+    CompiledQuery,
+    Express,
+    _aware,
+    _sample_user,
+    _trusted_proxy,
+)
+from gallery.delivery.sources import CHUNK_SIZE
+from gallery.models import Media, Variant
+from gallery.services.accounts import KEY_PREFIX
+from gallery.storage import is_s3, media_storage
+
+log = logging.getLogger(__name__)
+
+# The request headers ranges.evaluate reads, by their ASGI (lower-case) names.
+CONDITIONS = {b"range": "Range", b"if-range": "If-Range", b"if-match": "If-Match",
+              b"if-none-match": "If-None-Match", b"if-modified-since": "If-Modified-Since",
+              b"if-unmodified-since": "If-Unmodified-Since"}
+_WATCHED = frozenset({b"host", b"cookie", b"authorization", b"x-forwarded-proto", *CONDITIONS})
+_CACHE_LIMIT = 4096
+# Reads that would wait for the disk refuse instead (Linux >= 4.14), so the loop never waits.
+_NOWAIT = getattr(os, "RWF_NOWAIT", None) if hasattr(os, "preadv") else None
+
+
+@dataclass(frozen=True)
+class StreamAsk:
+    """A request this lane may answer: the credential as the express lane holds it, and the
+    parts of the request that change the answer."""
+
+    ask: Ask
+    conditions: dict[str, str]
+    download: bool  # ?download=1, as views reads request.GET
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The answer before its body: status, headers, and the file span to send (length 0: none)."""
+
+    status: int
+    headers: list[tuple[bytes, bytes]]
+    path: str = ""
+    first: int = 0
+    length: int = 0
+
+
+def _original_query(user_id, token: str):
+    return (Media.objects.visible_to(_sample_user(user_id)).filter(token=token).order_by("pk")
+            .values_list("original_key", "size", "sha256", "updated_at", "content_type", "original_filename",
+                         "status", "in_vault", "owner_id")[:1])
+
+
+def _variant_query(user_id, token: str, level: str):
+    visible = Media.objects.visible_to(_sample_user(user_id)).filter(token=token)
+    return (Variant.objects.filter(level=level, media__in=visible).order_by("pk")
+            .values_list("storage_key", "size", "content_type", "created_at", "media__owner_id")[:1])
+
+
+class StreamLane:
+    """`serve` answers a request and returns True, or returns False having sent nothing."""
+
+    def __init__(self, express: Express, pool) -> None:
+        self.express, self.pool = express, pool  # the lane (credential checks), the delivery threads
+        self.mode = settings.DELIVERY_MODE
+        self.reason_off = self._reason_off()
+        if self.reason_off:
+            log.info("stream lane for /m/ off: %s", self.reason_off)
+        self.sessions = settings.SESSION_ENGINE == DB_SESSIONS
+        self.cookie_name = settings.SESSION_COOKIE_NAME
+        self._compiled: dict[str, CompiledQuery] | None = None
+        self._lock = threading.Lock()
+        self._local = threading.local()
+        self._descriptions: dict[tuple, tuple[views.Target, list]] = {}
+        self.nowait = _NOWAIT is not None
+
+    @staticmethod
+    def _reason_off() -> str:
+        # As the express lane's, with x-accel too: only the bytes differ.
+        if tuple(settings.MIDDLEWARE) != KNOWN_MIDDLEWARE:
+            return "MIDDLEWARE is not the one it was checked against"
+        if tuple(settings.REST_FRAMEWORK.get("DEFAULT_AUTHENTICATION_CLASSES", ())) != KNOWN_AUTHENTICATION:
+            return "the authentication classes are not the ones it was checked against"
+        if settings.DELIVERY_MODE not in ("stream", "x-accel") or is_s3():
+            return "DELIVERY_MODE is not stream or x-accel on local storage"
+        if settings.USE_X_FORWARDED_HOST or settings.SESSION_SAVE_EVERY_REQUEST:
+            return "USE_X_FORWARDED_HOST or SESSION_SAVE_EVERY_REQUEST is set"
+        return ""
+
+    # --- On the event loop: is this a request for the lane? ---------------------------------
+    def ask(self, scope: dict, token: str, level: str) -> StreamAsk | None:
+        """The express lane's parsing (express.Express.ask), taking Range and conditionals."""
+        if settings.DELIVERY_MODE != self.mode:  # changed by a test: decide again
+            self.mode, self.reason_off = settings.DELIVERY_MODE, self._reason_off()
+        if self.reason_off:
+            return None
+        query = scope.get("query_string", b"")
+        if query and not query.isascii():
+            return None
+        found: dict[bytes, bytes] = {}
+        for name, value in scope["headers"]:
+            if name in _WATCHED:
+                if name in found:
+                    return None  # joined by Django's request: let it
+                found[name] = value
+        try:
+            host = found[b"host"].decode("latin-1")
+        except KeyError:
+            return None
+        if not self.express._host_allowed(host):
+            return None
+        secure = scope.get("scheme") == "https"
+        forwarded = found.get(b"x-forwarded-proto")
+        if forwarded is not None and _trusted_proxy(scope):
+            secure = forwarded.decode("latin-1").split(",", 1)[0].strip() == "https"
+        head = scope["method"] == "HEAD"
+        authorization = found.get(b"authorization")
+        if authorization is not None:
+            scheme, _, raw = authorization.decode("latin-1").partition(" ")
+            raw = raw.strip()
+            if scheme.lower() != "bearer" or not raw.startswith(KEY_PREFIX):
+                return None  # a provider token, or a header the full path decides about
+            ask = Ask(token=token, level=level, head=head, secure=secure, api_key=raw, session_key=None)
+        else:
+            cookie = found.get(b"cookie")
+            if cookie is None or not self.sessions:
+                return None
+            session_key = parse_cookie(cookie.decode("latin-1")).get(self.cookie_name)
+            if not session_key or len(session_key) < 8:
+                return None
+            ask = Ask(token=token, level=level, head=head, secure=secure, api_key=None, session_key=session_key)
+        conditions = {CONDITIONS[name]: value.decode("latin-1") for name, value in found.items() if name in CONDITIONS}
+        try:
+            download = bool(query) and level == views.ORIGINAL_LEVEL and QueryDict(query).get("download") == "1"
+        except TooManyFieldsSent:  # the lean door answers it as Django does (400)
+            return None
+        return StreamAsk(ask, conditions, download)
+
+    # --- Serving ------------------------------------------------------------------------------
+    async def serve(self, scope: dict, token: str, level: str, receive, send) -> bool:
+        """Answer this request (True), or leave it to the lean door having sent nothing (False)."""
+        ask = self.ask(scope, token, level)
+        if ask is None:
+            return False
+        fd = -1
+        try:
+            try:
+                decided, plan = self._plan_here(ask)
+                head = None
+                if not decided:
+                    loop = asyncio.get_running_loop()
+                    plan, head = await loop.run_in_executor(self.pool, self._plan_in_thread, ask) or (None, None)
+                if plan is None:
+                    return False
+                if plan.length and (head is None or len(head) < plan.length):
+                    fd = os.open(plan.path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+                if plan.length and head is None:
+                    head = await self._read(fd, plan.first, min(CHUNK_SIZE, plan.length))
+            except Exception:
+                log.debug("stream lane: handing over to the lean door", exc_info=True)
+                return False
+            await send({"type": "http.response.start", "status": plan.status, "headers": plan.headers})
+            await self._send_body(fd, plan, head, receive, send)
+            return True
+        finally:
+            if fd >= 0:
+                os.close(fd)
+
+    def _plan_here(self, ask: StreamAsk) -> tuple[bool, Plan | None]:
+        """On SQLite, (True, the plan or None for the lean door) decided on the event loop, or
+        (False, None) to decide in a delivery thread (PostgreSQL, not compiled yet, busy)."""
+        queries, lane = self._compiled, self.express._compiled
+        extra = self.express._middleware_headers.get(ask.ask.secure)
+        if not self.express.inline or not queries or not lane or extra is None:
+            return False, None
+        try:
+            connection = self._loop_connection()
+            plan = self._plan(lambda name, *args: (queries.get(name) or lane[name]).rows_here(connection, *args),
+                              ask, extra)
+        except Exception:
+            log.debug("stream lane: deciding in a delivery thread", exc_info=True)
+            broken = self._local.__dict__.pop("sqlite", None)  # a new one next time
+            if broken is not None:
+                broken.close()
+            return False, None
+        return True, plan
+
+    def _plan_in_thread(self, ask: StreamAsk) -> tuple[Plan, bytearray | None] | None:
+        """The plan on the thread's database connection, with the body's first chunk (one hop for
+        both); None for the lean door."""
+        connection = connections[DEFAULT_DB_ALIAS]
+        try:
+            lane, queries, extra = self.express._queries(), self._queries(), self.express._middleware(ask.ask.secure)
+            if lane is None or queries is None or extra is None:
+                return None
+            with connection.cursor() as cursor:
+                plan = self._plan(lambda name, *args: (queries.get(name) or lane[name]).rows(cursor, *args), ask, extra)
+            if plan is None or not plan.length:
+                return (plan, None) if plan is not None else None
+            fd = os.open(plan.path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+            try:
+                head = bytearray(min(CHUNK_SIZE, plan.length))
+                if _fill(fd, head, 0, plan.first) < len(head):
+                    return None  # shorter than recorded: the lean door's to answer
+            finally:
+                os.close(fd)
+            return plan, head
+        except Exception:
+            log.debug("stream lane: handing over to the lean door", exc_info=True)
+            if connection.connection is not None and (connection.errors_occurred or not connection.is_usable()):
+                connection.close()
+            return None
+        finally:
+            if getattr(connection, "pool", None) is not None:
+                connection.close()  # a pooled connection goes back between requests
+            elif connection.connection is not None:
+                connection.close_at = None  # kept, as the lean door keeps its threads' connections
+
+    def _loop_connection(self) -> sqlite3.Connection:
+        connection = getattr(self._local, "sqlite", None)
+        if connection is None:
+            name = connections[DEFAULT_DB_ALIAS].settings_dict["NAME"]
+            connection = sqlite3.connect(name, timeout=0, isolation_level=None)
+            connection.execute("PRAGMA query_only = ON")
+            self._local.sqlite = connection
+        return connection
+
+    def _queries(self) -> dict[str, CompiledQuery] | None:
+        if self._compiled is None:
+            with self._lock:
+                if self._compiled is None:
+                    users = (uuid.UUID(int=1), uuid.UUID(int=2))
+                    try:
+                        self._compiled = {
+                            "original": CompiledQuery(_original_query, ((users[0], "tokenA"), (users[1], "tokenB"))),
+                            "stream_variant": CompiledQuery(_variant_query, ((users[0], "tokenA", "lA"),
+                                                                             (users[1], "tokenB", "lB"))),
+                        }
+                    except Exception as exc:
+                        self.reason_off = f"the visibility rule cannot be compiled to one query ({exc!r})"
+                        log.warning("stream lane for /m/ off: %s", self.reason_off, exc_info=True)
+                        self._compiled = {}
+        return self._compiled or None
+
+    # --- Deciding: the same answer as views.serve_media ---------------------------------------
+    def _plan(self, rows, ask: StreamAsk, extra: list[tuple[bytes, bytes]]) -> Plan | None:
+        a = ask.ask
+        user_id = self.express._api_key_user(rows, a.api_key) if a.api_key else \
+            self.express._session_user(rows, a.session_key)
+        if user_id is None:
+            return None
+        if a.level == views.ORIGINAL_LEVEL:
+            found = rows("original", user_id, a.token)
+        else:
+            found = rows("stream_variant", user_id, a.token, a.level)
+        described = self._described(found[0], a.level, ask.download) if found else None
+        if described is None:
+            return None
+        target, headers = described
+        path = first = length = 0
+        status = 200
+        if self.mode != "x-accel":  # in x-accel mode nginx answers Range and conditionals itself
+            decision = ranges.evaluate("HEAD" if a.head else "GET", ask.conditions, target.rep)
+            if decision.status not in (200, 206, 304) or decision.multipart:
+                return None  # 412, 416 and multipart/byteranges: the lean door's
+            status = decision.status
+            headers = headers + [(name.encode("latin-1"), value.encode("latin-1"))
+                                 for name, value in decision.headers.items()]
+            if not a.head and decision.ranges:
+                first, last = decision.ranges[0]
+                path, length = media_storage().path(target.key), last - first + 1
+        headers = headers + extra
+        if a.api_key is None:
+            headers.append((b"Vary", b"Cookie"))
+        return Plan(status, headers, path, first, length)
+
+    def _described(self, row: tuple, level: str, download: bool) -> tuple[views.Target, list] | None:
+        """views' Target of the row the visibility rule found (with its safe type) and the
+        headers that do not depend on the request's conditions; None: the lean door decides.
+        A row's values are all it depends on (and the mode), so it is cached by them."""
+        cache_key = (row, level == views.ORIGINAL_LEVEL, download, self.mode)
+        cached = self._descriptions.get(cache_key)
+        if cached is not None:
+            return cached
+        if level == views.ORIGINAL_LEVEL:
+            key, size, sha256, updated_at, content_type, filename, status, in_vault, owner_id = row
+            if not key or status == Media.Status.UPLOADING or in_vault:
+                return None
+            etag = sha256[:32] if sha256 else views._key_digest(key, size)
+            rep = ranges.Representation(size=size, etag=f'"{etag}"', last_modified=_aware(updated_at),
+                                        content_type=content_type or "application/octet-stream")
+        else:
+            key, size, content_type, created_at, owner_id = row
+            if not key:
+                return None
+            filename = None
+            rep = ranges.Representation(size=size, etag=f'"{views._key_digest(key, size)}"',
+                                        last_modified=_aware(created_at), content_type=content_type)
+        target = views._with_safe_type(views.Target(key, str(owner_id), rep, filename, self.mode))
+        headers = views._common_headers(target, download and filename is not None)
+        if self.mode == "x-accel":
+            headers = {"Content-Type": target.rep.content_type,
+                       "X-Accel-Redirect": settings.DELIVERY_ACCEL_PREFIX + quote(target.key, safe="/"),
+                       "Content-Length": "0", **headers}
+        described = (target, [(name.encode("latin-1"), value.encode("latin-1")) for name, value in headers.items()])
+        if len(self._descriptions) >= _CACHE_LIMIT:
+            self._descriptions.clear()
+        self._descriptions[cache_key] = described
+        return described
+
+    # --- The body ---------------------------------------------------------------------------
+    async def _read(self, fd: int, offset: int, length: int) -> bytearray:
+        """`length` bytes at `offset`: on the loop when they are in the page cache, else in a thread."""
+        buffer, got = bytearray(length), 0
+        if self.nowait:
+            try:
+                got = os.preadv(fd, [buffer], offset, _NOWAIT)
+            except BlockingIOError:
+                got = 0
+            except OSError:  # a file system without RWF_NOWAIT: always in a thread
+                self.nowait = False
+        if got < length:
+            got = await asyncio.get_running_loop().run_in_executor(views._io_pool, _fill, fd, buffer, got, offset)
+        if got < length:
+            # The headers promised more: stop short so the server drops the connection.
+            raise OSError(f"{fd}: the file is shorter than recorded ({length - got} bytes missing)")
+        return buffer
+
+    async def _send_body(self, fd: int, plan: Plan, head: bytearray, receive, send) -> None:
+        if not plan.length:
+            await send({"type": "http.response.body", "body": b""})
+            return
+        offset, remaining, chunk = plan.first, plan.length, head
+        watch = None
+        try:
+            while True:
+                remaining -= len(chunk)
+                offset += len(chunk)
+                if remaining and watch is None:
+                    watch = asyncio.ensure_future(_until_disconnect(receive))
+                # uvicorn writes any bytes-like body; the buffer is never reused.
+                await send({"type": "http.response.body", "body": chunk, "more_body": remaining > 0})
+                if not remaining:
+                    return
+                # Reads from the page cache and a fast client never wait: let the loop serve
+                # the others (and the watch hear a disconnect) between chunks.
+                await asyncio.sleep(0)
+                if watch.done():
+                    return  # the client left
+                chunk = await self._read(fd, offset, min(CHUNK_SIZE, remaining))
+        finally:
+            if watch is not None:
+                watch.cancel()
+
+
+def _fill(fd: int, buffer: bytearray, got: int, offset: int) -> int:
+    """Read into buffer[got:] from offset + got until it is full or the file ends; the count."""
+    view = memoryview(buffer)
+    while got < len(buffer):
+        count = os.preadv(fd, [view[got:]], offset + got)
+        if count == 0:
+            break
+        got += count
+    return got
+
+
+async def _until_disconnect(receive) -> None:
+    # A GET's first message is its (empty) body; then uvicorn answers when the client leaves.
+    while (await receive())["type"] != "http.disconnect":
+        pass
