@@ -129,14 +129,15 @@ class Batches:
             return None
         try:
             target = await (self._key_target(ask) if ask.api_key else self._session_target(ask))
-        except Exception:
+            if target is None:
+                return None
+            if ask.head or target[1] <= INLINE_MAX_BYTES:  # read here, from the page cache
+                return self.express.respond(ask, target, extra, EXPRESS_MAX_BYTES)
+            return await loop.run_in_executor(self.executor, self.express.respond, ask, target, extra,
+                                              EXPRESS_MAX_BYTES)
+        except Exception:  # a failed read or lookup: the lean door answers, as it would have
             log.debug("express lane: handing over to the lean door", exc_info=True)
             return None
-        if target is None:
-            return None
-        if ask.head or target[1] <= INLINE_MAX_BYTES:  # read here, from the page cache
-            return self.express.respond(ask, target, extra, INLINE_MAX_BYTES)
-        return await loop.run_in_executor(self.executor, self.express.respond, ask, target, extra, EXPRESS_MAX_BYTES)
 
     async def _key_target(self, ask: Ask) -> tuple | None:
         prefix = key_prefix(ask.api_key)
