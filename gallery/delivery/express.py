@@ -50,7 +50,8 @@ import re
 import sqlite3
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -220,6 +221,39 @@ def _aware(value) -> datetime | None:
     return moment
 
 
+def watched_headers(scope: dict, watched: frozenset, delegated: frozenset = frozenset()) -> dict[bytes, bytes] | None:
+    """The request's headers named in `watched`; None (the lean door's) when one comes twice
+    (Django's request would join them) or any named in `delegated` is there."""
+    found: dict[bytes, bytes] = {}
+    for name, value in scope["headers"]:
+        if name in delegated:
+            return None
+        if name in watched:
+            if name in found:
+                return None
+            found[name] = value
+    return found
+
+
+@contextmanager
+def thread_connection() -> Iterator:
+    """A delivery thread's database connection for one request: closed after an error that
+    left it unusable; kept afterwards, as the lean door keeps its threads' (CONN_MAX_AGE is
+    for Django's own threads), or given back to psycopg's pool between requests."""
+    connection = connections[DEFAULT_DB_ALIAS]
+    try:
+        yield connection
+    except Exception:
+        if connection.connection is not None and (connection.errors_occurred or not connection.is_usable()):
+            connection.close()
+        raise
+    finally:
+        if getattr(connection, "pool", None) is not None:
+            connection.close()  # a pooled connection goes back between requests
+        elif connection.connection is not None:
+            connection.close_at = None
+
+
 class Express:
     """The lane: `ask` parses a scope on the event loop; `answer_here` (SQLite) answers there,
     `answer` in a delivery thread; gallery.delivery.pgbatch answers on PostgreSQL's event loop."""
@@ -263,14 +297,12 @@ class Express:
         query = scope.get("query_string", b"")
         if query and not query.isascii():
             return None
-        found: dict[bytes, bytes] = {}
-        for name, value in scope["headers"]:
-            if name in _DELEGATED:
-                return None
-            if name in _WATCHED:
-                if name in found:
-                    return None  # joined by Django's request: let it
-                found[name] = value
+        found = watched_headers(scope, _WATCHED, _DELEGATED)
+        return None if found is None else self.credential(scope, found, token, level)
+
+    def credential(self, scope: dict, found: dict[bytes, bytes], token: str, level: str) -> Ask | None:
+        """The Ask of a request whose watched headers are `found` (watched_headers): its host
+        allowed, its scheme, and an API key or a db session's key; None for the lean door."""
         try:
             host = found[b"host"].decode("latin-1")
         except KeyError:
@@ -311,25 +343,18 @@ class Express:
     # --- In a delivery thread: authorize, read, answer --------------------------------------
     def answer(self, ask: Ask) -> Answer | None:
         """(headers, body) of the 200, or None for the lean door to answer."""
-        connection = connections[DEFAULT_DB_ALIAS]
         try:
-            queries = self._queries()
-            extra = self._middleware(ask.secure)
-            if queries is None or extra is None:
-                return None
-            with connection.cursor() as cursor:
-                target = self._decide(lambda name, *args: queries[name].rows(cursor, *args), ask)
-            return self.respond(ask, target, extra, EXPRESS_MAX_BYTES) if target else None
+            with thread_connection() as connection:
+                queries = self._queries()
+                extra = self._middleware(ask.secure)
+                if queries is None or extra is None:
+                    return None
+                with connection.cursor() as cursor:
+                    target = self._decide(lambda name, *args: queries[name].rows(cursor, *args), ask)
+                return self.respond(ask, target, extra, EXPRESS_MAX_BYTES) if target else None
         except Exception:
             log.debug("express lane: handing over to the lean door", exc_info=True)
-            if connection.connection is not None and (connection.errors_occurred or not connection.is_usable()):
-                connection.close()
             return None
-        finally:
-            if getattr(connection, "pool", None) is not None:
-                connection.close()  # a pooled connection goes back between requests
-            elif connection.connection is not None:
-                connection.close_at = None  # kept, as the lean door keeps its threads' connections
 
     # --- On the event loop, SQLite only: the same without the hop ----------------------------
     def answer_here(self, ask: Ask) -> Answer | None:
@@ -340,17 +365,16 @@ class Express:
         if not self.inline or not queries or extra is None:
             return None
         try:
-            connection = self._loop_connection()
+            connection = self.loop_connection()
             target = self._decide(lambda name, *args: queries[name].rows_here(connection, *args), ask)
             return self.respond(ask, target, extra, INLINE_MAX_BYTES) if target else None
         except Exception:
             log.debug("express lane: handing over to a delivery thread", exc_info=True)
-            broken = self._local.__dict__.pop("sqlite", None)  # a new one next time
-            if broken is not None:
-                broken.close()
+            self.drop_loop_connection()
             return None
 
-    def _loop_connection(self) -> sqlite3.Connection:
+    def loop_connection(self) -> sqlite3.Connection:
+        """The event loop's read-only SQLite connection (its own: never waits for a lock)."""
         connection = getattr(self._local, "sqlite", None)
         if connection is None:
             name = connections[DEFAULT_DB_ALIAS].settings_dict["NAME"]
@@ -358,6 +382,12 @@ class Express:
             connection.execute("PRAGMA query_only = ON")
             self._local.sqlite = connection
         return connection
+
+    def drop_loop_connection(self) -> None:
+        """After an error on it: a new one next time."""
+        broken = self._local.__dict__.pop("sqlite", None)
+        if broken is not None:
+            broken.close()
 
     def _decide(self, rows: Callable, ask: Ask) -> tuple | None:
         user_id = (self._api_key_user(rows, ask.api_key) if ask.api_key else self._session_user(rows, ask.session_key))

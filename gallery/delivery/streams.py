@@ -35,21 +35,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import sqlite3
 import threading
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from urllib.parse import quote
 
 from django.conf import settings
 from django.core.exceptions import TooManyFieldsSent
-from django.db import DEFAULT_DB_ALIAS, connections
 from django.http import QueryDict
 from django.http.cookie import parse_cookie
 
 from gallery.delivery import ranges, views
 from gallery.delivery.express import (
-    DB_SESSIONS,
     KNOWN_AUTHENTICATION,
     KNOWN_MIDDLEWARE,
     Ask,
@@ -57,12 +55,13 @@ from gallery.delivery.express import (
     Express,
     _aware,
     _sample_user,
-    _trusted_proxy,
+    thread_connection,
+    watched_headers,
 )
 from gallery.delivery.sources import CHUNK_SIZE
 from gallery.models import Media, Variant
-from gallery.services.accounts import KEY_PREFIX
 from gallery.storage import is_s3, media_storage
+from gallery.vault import keys
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +83,7 @@ class StreamAsk:
     ask: Ask
     conditions: dict[str, str]
     download: bool  # ?download=1, as views reads request.GET
+    vault_cookie: str | None = None  # a session's vault cookie (gallery.vault.keys.COOKIE)
 
 
 @dataclass(frozen=True)
@@ -95,6 +95,14 @@ class Plan:
     path: str = ""
     first: int = 0
     length: int = 0
+    body: AsyncIterator | None = None  # instead of the file span: a vault item's plaintext
+
+
+@dataclass(frozen=True)
+class InVault:
+    """Not in the caller's library: the vault's, if this credential holds it open."""
+
+    user_id: uuid.UUID
 
 
 def _original_query(user_id, token: str):
@@ -118,11 +126,8 @@ class StreamLane:
         self.reason_off = self._reason_off()
         if self.reason_off:
             log.info("stream lane for /m/ off: %s", self.reason_off)
-        self.sessions = settings.SESSION_ENGINE == DB_SESSIONS
-        self.cookie_name = settings.SESSION_COOKIE_NAME
         self._compiled: dict[str, CompiledQuery] | None = None
         self._lock = threading.Lock()
-        self._local = threading.local()
         self._descriptions: dict[tuple, tuple[views.Target, list]] = {}
         self.nowait = _NOWAIT is not None
 
@@ -149,44 +154,19 @@ class StreamLane:
         query = scope.get("query_string", b"")
         if query and not query.isascii():
             return None
-        found: dict[bytes, bytes] = {}
-        for name, value in scope["headers"]:
-            if name in _WATCHED:
-                if name in found:
-                    return None  # joined by Django's request: let it
-                found[name] = value
-        try:
-            host = found[b"host"].decode("latin-1")
-        except KeyError:
+        found = watched_headers(scope, _WATCHED)
+        ask = None if found is None else self.express.credential(scope, found, token, level)
+        if ask is None:
             return None
-        if not self.express._host_allowed(host):
-            return None
-        secure = scope.get("scheme") == "https"
-        forwarded = found.get(b"x-forwarded-proto")
-        if forwarded is not None and _trusted_proxy(scope):
-            secure = forwarded.decode("latin-1").split(",", 1)[0].strip() == "https"
-        head = scope["method"] == "HEAD"
-        authorization = found.get(b"authorization")
-        if authorization is not None:
-            scheme, _, raw = authorization.decode("latin-1").partition(" ")
-            raw = raw.strip()
-            if scheme.lower() != "bearer" or not raw.startswith(KEY_PREFIX):
-                return None  # a provider token, or a header the full path decides about
-            ask = Ask(token=token, level=level, head=head, secure=secure, api_key=raw, session_key=None)
-        else:
-            cookie = found.get(b"cookie")
-            if cookie is None or not self.sessions:
-                return None
-            session_key = parse_cookie(cookie.decode("latin-1")).get(self.cookie_name)
-            if not session_key or len(session_key) < 8:
-                return None
-            ask = Ask(token=token, level=level, head=head, secure=secure, api_key=None, session_key=session_key)
         conditions = {CONDITIONS[name]: value.decode("latin-1") for name, value in found.items() if name in CONDITIONS}
         try:
             download = bool(query) and level == views.ORIGINAL_LEVEL and QueryDict(query).get("download") == "1"
         except TooManyFieldsSent:  # the lean door answers it as Django does (400)
             return None
-        return StreamAsk(ask, conditions, download)
+        vault_cookie = None
+        if ask.session_key is not None:
+            vault_cookie = parse_cookie(found[b"cookie"].decode("latin-1")).get(keys.COOKIE)
+        return StreamAsk(ask, conditions, download, vault_cookie)
 
     # --- Serving ------------------------------------------------------------------------------
     async def serve(self, scope: dict, token: str, level: str, receive, send) -> bool:
@@ -199,18 +179,23 @@ class StreamLane:
             try:
                 decided, plan = self._plan_here(ask)
                 head = None
+                loop = asyncio.get_running_loop()
                 if not decided:
-                    loop = asyncio.get_running_loop()
                     plan, head = await loop.run_in_executor(self.pool, self._plan_in_thread, ask) or (None, None)
+                elif isinstance(plan, InVault):
+                    plan = await loop.run_in_executor(self.pool, self._vault_plan, ask, plan.user_id)
                 if plan is None:
                     return False
-                if plan.length and (head is None or len(head) < plan.length):
+                if plan.body is None and plan.length and (head is None or len(head) < plan.length):
                     fd = os.open(plan.path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
-                if plan.length and head is None:
+                if plan.body is None and plan.length and head is None:
                     head = await self._read(fd, plan.first, min(CHUNK_SIZE, plan.length))
             except Exception:
                 log.debug("stream lane: handing over to the lean door", exc_info=True)
                 return False
+            if plan.body is not None:
+                await _send_pieces(plan, receive, send)
+                return True
             await send({"type": "http.response.start", "status": plan.status, "headers": plan.headers})
             await self._send_body(fd, plan, head, receive, send)
             return True
@@ -226,28 +211,30 @@ class StreamLane:
         if not self.express.inline or not queries or not lane or extra is None:
             return False, None
         try:
-            connection = self._loop_connection()
+            connection = self.express.loop_connection()
             plan = self._plan(lambda name, *args: (queries.get(name) or lane[name]).rows_here(connection, *args),
                               ask, extra)
         except Exception:
             log.debug("stream lane: deciding in a delivery thread", exc_info=True)
-            broken = self._local.__dict__.pop("sqlite", None)  # a new one next time
-            if broken is not None:
-                broken.close()
+            self.express.drop_loop_connection()
             return False, None
         return True, plan
 
     def _plan_in_thread(self, ask: StreamAsk) -> tuple[Plan, bytearray | None] | None:
         """The plan on the thread's database connection, with the body's first chunk (one hop for
         both); None for the lean door."""
-        connection = connections[DEFAULT_DB_ALIAS]
         try:
-            lane, queries, extra = self.express._queries(), self._queries(), self.express._middleware(ask.ask.secure)
-            if lane is None or queries is None or extra is None:
-                return None
-            with connection.cursor() as cursor:
-                plan = self._plan(lambda name, *args: (queries.get(name) or lane[name]).rows(cursor, *args), ask, extra)
-            if plan is None or not plan.length:
+            with thread_connection() as connection:
+                lane, queries = self.express._queries(), self._queries()
+                extra = self.express._middleware(ask.ask.secure)
+                if lane is None or queries is None or extra is None:
+                    return None
+                with connection.cursor() as cursor:
+                    plan = self._plan(lambda name, *args: (queries.get(name) or lane[name]).rows(cursor, *args),
+                                      ask, extra)
+            if isinstance(plan, InVault):
+                plan = self._vault_plan(ask, plan.user_id)
+            if plan is None or not plan.length or plan.body is not None:
                 return (plan, None) if plan is not None else None
             fd = os.open(plan.path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
             try:
@@ -259,23 +246,7 @@ class StreamLane:
             return plan, head
         except Exception:
             log.debug("stream lane: handing over to the lean door", exc_info=True)
-            if connection.connection is not None and (connection.errors_occurred or not connection.is_usable()):
-                connection.close()
             return None
-        finally:
-            if getattr(connection, "pool", None) is not None:
-                connection.close()  # a pooled connection goes back between requests
-            elif connection.connection is not None:
-                connection.close_at = None  # kept, as the lean door keeps its threads' connections
-
-    def _loop_connection(self) -> sqlite3.Connection:
-        connection = getattr(self._local, "sqlite", None)
-        if connection is None:
-            name = connections[DEFAULT_DB_ALIAS].settings_dict["NAME"]
-            connection = sqlite3.connect(name, timeout=0, isolation_level=None)
-            connection.execute("PRAGMA query_only = ON")
-            self._local.sqlite = connection
-        return connection
 
     def _queries(self) -> dict[str, CompiledQuery] | None:
         if self._compiled is None:
@@ -295,7 +266,7 @@ class StreamLane:
         return self._compiled or None
 
     # --- Deciding: the same answer as views.serve_media ---------------------------------------
-    def _plan(self, rows, ask: StreamAsk, extra: list[tuple[bytes, bytes]]) -> Plan | None:
+    def _plan(self, rows, ask: StreamAsk, extra: list[tuple[bytes, bytes]]) -> Plan | InVault | None:
         a = ask.ask
         user_id = self.express._api_key_user(rows, a.api_key) if a.api_key else \
             self.express._session_user(rows, a.session_key)
@@ -305,6 +276,8 @@ class StreamLane:
             found = rows("original", user_id, a.token)
         else:
             found = rows("stream_variant", user_id, a.token, a.level)
+        if not found:
+            return InVault(user_id)
         described = self._described(found[0], a.level, ask.download) if found else None
         if described is None:
             return None
@@ -325,6 +298,45 @@ class StreamLane:
         if a.api_key is None:
             headers.append((b"Vary", b"Cookie"))
         return Plan(status, headers, path, first, length)
+
+    def _vault_plan(self, ask: StreamAsk, user_id: uuid.UUID) -> Plan | None:
+        """In a delivery thread: a vault item's answer, as views.find_target and _serve decide it
+        (the credential's unlock, the rule widened by it, views' own Target), its body decrypted
+        by views' sources in pieces read ahead; None for the lean door (locked, not found,
+        412, 416, several ranges, an error)."""
+        a = ask.ask
+        if a.api_key is not None:
+            credential = keys.credential_from(bearer=a.api_key)
+        else:
+            credential = keys.credential_from(session_key=a.session_key, cookie=ask.vault_cookie)
+        try:
+            with thread_connection():
+                extra = self.express._middleware(a.secure)
+                unlock = keys.unlocked(user_id=user_id, credential=credential)
+                if extra is None or unlock is None:
+                    return None
+                visible = Media.objects.visible_to(_sample_user(user_id), vault=unlock).filter(in_vault=True)
+                found = views._lookup(visible, a.token, a.level, sealed=True)
+                target = views._vault_target(*found, unlock) if found is not None else None
+            if target is None:
+                return None
+            target = views._with_safe_type(target)
+            decision = ranges.evaluate("HEAD" if a.head else "GET", ask.conditions, target.rep)
+            if decision.status not in (200, 206, 304) or decision.multipart:
+                return None
+            headers = {**views._common_headers(target, ask.download and target.filename is not None),
+                       **decision.headers}
+            encoded = [(name.encode("latin-1"), value.encode("latin-1")) for name, value in headers.items()] + extra
+            if a.api_key is None:
+                encoded.append((b"Vary", b"Cookie"))
+            if a.head or decision.status == 304:
+                return Plan(decision.status, encoded)
+            length = int(decision.headers["Content-Length"])
+            chunks = views.target_chunks(media_storage(), target, decision)
+            return Plan(decision.status, encoded, length=length, body=views._in_threads(chunks, length))
+        except Exception:
+            log.debug("stream lane: a vault item handed over to the lean door", exc_info=True)
+            return None
 
     def _described(self, row: tuple, level: str, download: bool) -> tuple[views.Target, list] | None:
         """views' Target of the row the visibility rule found (with its safe type) and the
@@ -420,3 +432,21 @@ async def _until_disconnect(receive) -> None:
     # A GET's first message is its (empty) body; then uvicorn answers when the client leaves.
     while (await receive())["type"] != "http.disconnect":
         pass
+
+
+async def _send_pieces(plan: Plan, receive, send) -> None:
+    """A plan whose body comes as pieces (views._in_threads): each in one message; a client
+    that leaves stops it (its reading ends when the iterator is closed)."""
+    watch = None
+    try:
+        await send({"type": "http.response.start", "status": plan.status, "headers": plan.headers})
+        watch = asyncio.ensure_future(_until_disconnect(receive))
+        async for piece in plan.body:
+            await send({"type": "http.response.body", "body": piece, "more_body": True})
+            if watch.done():
+                return  # the client left
+        await send({"type": "http.response.body", "body": b""})
+    finally:
+        if watch is not None:
+            watch.cancel()
+        await plan.body.aclose()

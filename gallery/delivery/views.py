@@ -334,18 +334,7 @@ def _redirect_response(storage: Storage, target: Target, headers: dict[str, str]
 def _stream_response(request: HttpRequest, storage: Storage, target: Target,
                      decision: ranges.Decision, headers: dict[str, str]) -> StreamingHttpResponse:
     send_body = request.method != "HEAD" and decision.status in (200, 206)
-    chunks: Iterator[bytes] = iter(())
-    if send_body:
-        if target.sealed is None:
-            source = source_for(storage, key=target.key, size=target.rep.size, owner=target.owner_id)
-        else:
-            inner = source_for(storage, key=target.key, size=crypto.ciphertext_size(target.rep.size),
-                               owner=target.owner_id)
-            source = VaultSource(inner, file_key=target.sealed.file_key, file_id=target.sealed.file_id,
-                                 size=target.rep.size)
-        if target.patches:
-            source = PatchedSource(source, list(target.patches))
-        chunks = body(source, decision)
+    chunks: Iterator[bytes] = target_chunks(storage, target, decision) if send_body else iter(())
     # A streaming response even when empty: CommonMiddleware adds "Content-Length: 0" to a
     # plain 304, which RFC 9110 §8.6 forbids (it must be absent or the 200's length).
     if isinstance(request, ASGIRequest):
@@ -363,6 +352,21 @@ def _stream_response(request: HttpRequest, storage: Storage, target: Target,
         # An error about this request only: never keep it for a year like the variant.
         response["Cache-Control"] = "no-store"
     return response
+
+
+def target_chunks(storage: Storage, target: Target, decision: ranges.Decision) -> Iterator[bytes]:
+    """The bytes `decision` asks for of the target's blob: decrypted for a vault item, its GPS
+    blanked for a share that hides it."""
+    if target.sealed is None:
+        source = source_for(storage, key=target.key, size=target.rep.size, owner=target.owner_id)
+    else:
+        inner = source_for(storage, key=target.key, size=crypto.ciphertext_size(target.rep.size),
+                           owner=target.owner_id)
+        source = VaultSource(inner, file_key=target.sealed.file_key, file_id=target.sealed.file_id,
+                             size=target.rep.size)
+    if target.patches:
+        source = PatchedSource(source, list(target.patches))
+    return body(source, decision)
 
 
 class _Streamed(StreamingHttpResponse):

@@ -60,19 +60,29 @@ def credential_of(request) -> Credential | None:
     """The credential of an authenticated request (a Django or DRF request)."""
     raw = bearer_token(getattr(request, "_request", request))
     if raw is not None:
-        kind = "api_key" if raw.startswith("chip_") else "oidc"
-        digest = hashlib.sha256(raw.encode()).hexdigest()[:32]
-        secret = crypto.hkdf(raw.encode(), salt=None, info=b"chipmunk vault client secret")
-        return Credential(id=f"{kind}:{digest}", secret=secret, kind=kind)
+        return credential_from(bearer=raw)
     session = getattr(request, "session", None)
     if session is None or not session.session_key:
         return None
-    digest = hashlib.sha256(session.session_key.encode()).hexdigest()[:32]
-    return Credential(id=f"session:{digest}", secret=_cookie_secret(request), kind="session")
+    return credential_from(session_key=session.session_key, cookie=request.COOKIES.get(COOKIE, ""))
 
 
-def _cookie_secret(request) -> bytes | None:
-    value = request.COOKIES.get(COOKIE, "")
+def credential_from(*, bearer: str | None = None, session_key: str | None = None,
+                    cookie: str | None = None) -> Credential | None:
+    """The credential of a bearer token, or of a session's key with its vault cookie's value
+    (what credential_of reads from a request; the delivery lane reads them from the scope)."""
+    if bearer is not None:
+        kind = "api_key" if bearer.startswith("chip_") else "oidc"
+        digest = hashlib.sha256(bearer.encode()).hexdigest()[:32]
+        secret = crypto.hkdf(bearer.encode(), salt=None, info=b"chipmunk vault client secret")
+        return Credential(id=f"{kind}:{digest}", secret=secret, kind=kind)
+    if not session_key:
+        return None
+    digest = hashlib.sha256(session_key.encode()).hexdigest()[:32]
+    return Credential(id=f"session:{digest}", secret=_cookie_secret(cookie or ""), kind="session")
+
+
+def _cookie_secret(value: str) -> bytes | None:
     try:
         secret = base64.urlsafe_b64decode(value.encode("ascii") + b"==")
     except (binascii.Error, ValueError, UnicodeEncodeError):

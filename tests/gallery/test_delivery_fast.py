@@ -134,7 +134,7 @@ async def test_on_sqlite_the_lane_runs_on_the_event_loop_with_no_hop_and_two_rea
     path, headers = f"/m/{photo.token}/3s/", {"authorization": f"Bearer {raw}"}
     try:
         assert (await asgi_get(app, path, headers))[0] == 200  # the first compiles the queries, in a thread
-        app.express._loop_connection().set_trace_callback(queries.append)
+        app.express.loop_connection().set_trace_callback(queries.append)
         for _ in range(5):
             before, hops = len(queries), len(submitted)
             status, _, body = await asgi_get(app, path, headers)

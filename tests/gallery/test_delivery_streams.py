@@ -1,7 +1,8 @@
 """The lane's streams (gallery.delivery.streams): originals, ranges, conditional requests, larger
 variants and x-accel answers of /m/ get the lean door's exact answer without Django's request,
-decided afresh for every request; what the lane does not take (vault items, several ranges,
-412 and 416, strangers, anonymous calls) is the lean door's own answer."""
+decided afresh for every request, and vault items decrypted for the credential that holds the
+vault open; what the lane does not take (several ranges, 412 and 416, strangers, anonymous
+calls, a locked vault) is the lean door's own answer."""
 
 from __future__ import annotations
 
@@ -205,7 +206,7 @@ def test_the_lane_on_sqlite_decides_on_the_event_loop_with_two_reads(alice, clip
     try:
         path = f"/m/{clip.token}/0/"
         assert call(door, path, {**key, "range": "bytes=0-9"})[0] == 206  # the first compiles, in a thread
-        door.streams._loop_connection().set_trace_callback(queries.append)
+        door.express.loop_connection().set_trace_callback(queries.append)
         for level in ("0", "6"):
             before, hops = len(queries), len(submitted)
             status, _, body = call(door, f"/m/{clip.token}/{level}/", {**key, "range": "bytes=10-19"})
@@ -280,19 +281,46 @@ def test_x_accel_answers_as_the_lean_door(settings, alice, clip):
 
 
 @pytest.mark.usefixtures("vault_settings")
-def test_vault_items_stream_decrypted_through_the_lean_door_in_x_accel_mode(settings, alice, alice_api,
-                                                                             django_capture_on_commit_callbacks):
-    from tests.vault_support import vault_upload
+@pytest.mark.parametrize("mode", ["stream", "x-accel"])
+def test_vault_items_are_answered_as_the_lean_door_answers_them(settings, mode, alice, alice_api, lean,
+                                                                django_capture_on_commit_callbacks):
+    """A vault item's original, whole or ranged, decrypted (never x-accel), for the API key and
+    the web session that hold the vault open: the lean door's very answer; locked, the lean
+    door's 404."""
+    from gallery.vault import keys
+    from tests.vault_support import PASSPHRASE, vault_upload
 
-    settings.DELIVERY_MODE = "x-accel"
+    settings.DELIVERY_MODE = mode
     vault_open_for(alice_api)
-    item = vault_upload(alice_api, DATA, "secret.bin", django_capture_on_commit_callbacks).json()
-    app = spied(fast.DeliveryApp(threads=1))
+    item = vault_upload(alice_api, DATA, "secret été.bin", django_capture_on_commit_callbacks).json()
+    web = Client()
+    assert web.login(username=alice.username, password="alice-password")
+    assert web.post("/api/v1/vault/unlock", {"passphrase": PASSPHRASE}, content_type="application/json").status_code == 200
+    credentials = {
+        "api key": {"authorization": alice_api._credentials["HTTP_AUTHORIZATION"]},
+        "session": {"cookie": f"sessionid={web.cookies['sessionid'].value}; {keys.COOKIE}={web.cookies[keys.COOKIE].value}"},
+    }
+    app = spied(fast.DeliveryApp(threads=2))
+    path = item["original_url"]
     try:
-        key = {"authorization": alice_api._credentials["HTTP_AUTHORIZATION"]}
-        status, headers, body = call(app, item["original_url"], {**key, "range": "bytes=100-199"})
-        assert status == 206 and body == DATA[100:200]
-        assert "x-accel-redirect" not in headers and headers["cache-control"] == delivery.VAULT_CACHE_CONTROL
-        assert app.served == [False]  # the library's rule does not show it: the lean door decides
+        for who, credential in credentials.items():
+            for name, headers, query, status in cases(len(DATA), *validators(lean, path, credential)):
+                for method in ("GET", "HEAD"):
+                    what = (who, name, method)
+                    before = len(app.served)
+                    ours = call(app, path, {**credential, **headers}, method=method, query=query)
+                    reference = call(lean, path, {**credential, **headers}, method=method, query=query)
+                    assert app.served[before:] == [True], what
+                    assert ours == reference and ours[0] == status, what
+                    assert "x-accel-redirect" not in ours[1] and ours[1]["cache-control"] == delivery.VAULT_CACHE_CONTROL
+                    if status == 200 and method == "GET":
+                        assert ours[2] == DATA, what
+        assert call(app, path, {**credentials["api key"], "range": "bytes=100-199"})[2] == DATA[100:200]
+        # The session without its vault cookie, and the key once locked: the lean door's 404.
+        for credential in ({"cookie": f"sessionid={web.cookies['sessionid'].value}"}, credentials["api key"]):
+            if "authorization" in credential:
+                assert alice_api.post("/api/v1/vault/lock").status_code == 204
+            before = len(app.served)
+            assert call(app, path, credential)[0] == 404 and app.served[before:] == [False]
     finally:
         app.pool.shutdown()
