@@ -57,9 +57,11 @@ class Source(abc.ABC):
     def read(self, first: int, last: int) -> Iterator[bytes]:
         """Bytes first..last (inclusive)."""
 
-    def read_transient(self, first: int, last: int, piece: int = CHUNK_SIZE) -> Iterator[bytes | memoryview]:
+    def read_transient(self, first: int, last: int, piece: int = CHUNK_SIZE,
+                       lead: int | None = None) -> Iterator[bytes | memoryview]:
         """The same bytes for a reader that is done with each piece before it asks for the
-        next (a decrypting one): a source may then reuse one buffer for every piece."""
+        next (a decrypting one): a source may then reuse one buffer for every piece, and
+        read `lead` bytes first (what the reader needs for its first byte out)."""
         return self.read(first, last)
 
 
@@ -79,14 +81,17 @@ class FileSource(Source):
             self.file = self.storage.open(self.key, "rb")
         yield from _read_file(self.file, first, last, self.key)
 
-    def read_transient(self, first: int, last: int, piece: int = CHUNK_SIZE) -> Iterator[memoryview]:
+    def read_transient(self, first: int, last: int, piece: int = CHUNK_SIZE,
+                       lead: int | None = None) -> Iterator[memoryview]:
         if self.file is None:
             self.file = self.storage.open(self.key, "rb")
         self.file.seek(first)
         remaining = last - first + 1
         with memoryview(bytearray(min(piece, remaining))) as buffer:
+            size = min(lead or len(buffer), len(buffer))
             while remaining > 0:
-                got = self.file.readinto(buffer[:min(len(buffer), remaining)])
+                got = self.file.readinto(buffer[:min(size, remaining)])
+                size = len(buffer)
                 if not got:
                     raise OSError(f"{self.key} is shorter than recorded ({remaining} bytes missing)")
                 remaining -= got
@@ -237,7 +242,8 @@ class VaultSource(Source):
             if self.header is None:
                 self.header = self._checked(b"".join(self.inner.read(0, crypto.HEADER_SIZE - 1)))
             # Whole sealed chunks per piece, read into one buffer: decrypt_span copies nothing.
-            sealed = self.inner.read_transient(start, end, SEALED_PIECE)
+            # The first chunk alone first: the time to first byte is one chunk's read.
+            sealed = self.inner.read_transient(start, end, SEALED_PIECE, lead=crypto.CHUNK_SIZE + crypto.TAG_SIZE)
         yield from crypto.decrypt_span(self.file_key, self.file_id, self.header, first, last, sealed,
                                        new_buffer=self._buffer)
 
