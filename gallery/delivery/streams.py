@@ -23,8 +23,12 @@ On SQLite the decision runs on the event loop (a read-only connection of its own
 waits for a lock); on PostgreSQL, or when that connection is busy, in one hop to a delivery
 thread, which also reads the first chunk.
 
-Everything else goes on to the lean door, which answers it: vault items (decrypted by
-views.VaultSource, never x-accel), several ranges (multipart), 412 and 416,
+A media the library's rule does not show may be a vault item: in a delivery thread, the
+credential's unlock (gallery.vault.keys, the key's or the session's with its vault cookie),
+the rule widened by it, views' own vault Target and sources: decrypted, never x-accel, in
+pieces read ahead (views._in_threads), whatever the mode.
+
+Everything else goes on to the lean door, which answers it: several ranges (multipart), 412 and 416,
 anything the lane does not take (provider tokens, anonymous calls, a duplicated header, a
 non-ASCII query, a host not allowed, S3, redirect mode), every refusal (so a 404 is always
 the full path's own), and any error before the first byte.
