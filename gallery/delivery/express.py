@@ -254,6 +254,20 @@ def thread_connection() -> Iterator:
             connection.close_at = None
 
 
+def lane_reason_off(modes: tuple[str, ...]) -> str:
+    """Why a lane (this one, or the streams' for `modes`) is off, or "": the settings it was
+    checked against are not these ones."""
+    if tuple(settings.MIDDLEWARE) != KNOWN_MIDDLEWARE:
+        return "MIDDLEWARE is not the one it was checked against"
+    if tuple(settings.REST_FRAMEWORK.get("DEFAULT_AUTHENTICATION_CLASSES", ())) != KNOWN_AUTHENTICATION:
+        return "the authentication classes are not the ones it was checked against"
+    if settings.DELIVERY_MODE not in modes or is_s3():
+        return f"DELIVERY_MODE is not {' or '.join(modes)} on local storage"
+    if settings.USE_X_FORWARDED_HOST or settings.SESSION_SAVE_EVERY_REQUEST:
+        return "USE_X_FORWARDED_HOST or SESSION_SAVE_EVERY_REQUEST is set"
+    return ""
+
+
 class Express:
     """The lane: `ask` parses a scope on the event loop; `answer_here` (SQLite) answers there,
     `answer` in a delivery thread; gallery.delivery.pgbatch answers on PostgreSQL's event loop."""
@@ -280,15 +294,7 @@ class Express:
 
     @staticmethod
     def _reason_off() -> str:
-        if tuple(settings.MIDDLEWARE) != KNOWN_MIDDLEWARE:
-            return "MIDDLEWARE is not the one it was checked against"
-        if tuple(settings.REST_FRAMEWORK.get("DEFAULT_AUTHENTICATION_CLASSES", ())) != KNOWN_AUTHENTICATION:
-            return "the authentication classes are not the ones it was checked against"
-        if settings.DELIVERY_MODE != "stream" or is_s3():
-            return "DELIVERY_MODE is not stream on local storage"
-        if settings.USE_X_FORWARDED_HOST or settings.SESSION_SAVE_EVERY_REQUEST:
-            return "USE_X_FORWARDED_HOST or SESSION_SAVE_EVERY_REQUEST is set"
-        return ""
+        return lane_reason_off(("stream",))
 
     # --- On the event loop: is this a request for the lane? ---------------------------------
     def ask(self, scope: dict, token: str, level: str) -> Ask | None:

@@ -52,19 +52,18 @@ from django.http.cookie import parse_cookie
 
 from gallery.delivery import ranges, views
 from gallery.delivery.express import (
-    KNOWN_AUTHENTICATION,
-    KNOWN_MIDDLEWARE,
     Ask,
     CompiledQuery,
     Express,
     _aware,
     _sample_user,
+    lane_reason_off,
     thread_connection,
     watched_headers,
 )
 from gallery.delivery.sources import CHUNK_SIZE
 from gallery.models import Media, Variant
-from gallery.storage import is_s3, media_storage
+from gallery.storage import media_storage
 from gallery.vault import keys
 
 log = logging.getLogger(__name__)
@@ -138,15 +137,7 @@ class StreamLane:
     @staticmethod
     def _reason_off() -> str:
         # As the express lane's, with x-accel too: only the bytes differ.
-        if tuple(settings.MIDDLEWARE) != KNOWN_MIDDLEWARE:
-            return "MIDDLEWARE is not the one it was checked against"
-        if tuple(settings.REST_FRAMEWORK.get("DEFAULT_AUTHENTICATION_CLASSES", ())) != KNOWN_AUTHENTICATION:
-            return "the authentication classes are not the ones it was checked against"
-        if settings.DELIVERY_MODE not in ("stream", "x-accel") or is_s3():
-            return "DELIVERY_MODE is not stream or x-accel on local storage"
-        if settings.USE_X_FORWARDED_HOST or settings.SESSION_SAVE_EVERY_REQUEST:
-            return "USE_X_FORWARDED_HOST or SESSION_SAVE_EVERY_REQUEST is set"
-        return ""
+        return lane_reason_off(("stream", "x-accel"))
 
     # --- On the event loop: is this a request for the lane? ---------------------------------
     def ask(self, scope: dict, token: str, level: str) -> StreamAsk | None:
