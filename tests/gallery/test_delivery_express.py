@@ -91,15 +91,6 @@ def threaded_app(settings):
     door.pool.shutdown()
 
 
-@pytest.fixture
-def lean():
-    """The lean door alone: the reference the lane must match."""
-    door = fast.DeliveryApp(threads=1)
-    door.express.reason_off = door.streams.reason_off = "the reference"
-    yield door
-    door.pool.shutdown()
-
-
 def session_of(user: User, password: str) -> dict[str, str]:
     client = Client()
     assert client.login(username=user.username, password=password)

@@ -95,15 +95,6 @@ def threaded_app(settings):
 
 
 @pytest.fixture
-def lean():
-    """The lean door alone: the reference."""
-    door = fast.DeliveryApp(threads=1)
-    door.express.reason_off = door.streams.reason_off = "the reference"
-    yield door
-    door.pool.shutdown()
-
-
-@pytest.fixture
 def clip(alice) -> Media:
     media = make_media(alice, DATA, filename="Clip été.mp4", content_type="video/mp4")
     make_variant(media, "6", PICTURE)
