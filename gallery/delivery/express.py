@@ -130,9 +130,16 @@ class CompiledQuery:
     else (a value computed at build time, a rule reading more than the arguments) raises.
     """
 
-    def __init__(self, build: Callable, samples: tuple[tuple, tuple], using: str = DEFAULT_DB_ALIAS) -> None:
+    def __init__(self, build: Callable, samples: tuple[tuple, tuple], using: str = DEFAULT_DB_ALIAS,
+                 convert: bool = False) -> None:
         connection = connections[using]
-        compiled = [build(*args).query.sql_with_params() for args in samples]
+        compilers = [build(*args).query.get_compiler(using) for args in samples]
+        compiled = [compiler.as_sql() for compiler in compilers]
+        # With `convert`, converted() gives the values as the ORM would (a UUID, an aware
+        # datetime, bytes), through the field converters of the compiled select.
+        self._compiler = compilers[0] if convert else None
+        self._converters = compilers[0].get_converters(
+            [column for column, _, _ in compilers[0].select[:compilers[0].col_count]]) if convert else {}
         (sql, first), (sql_b, second) = compiled
         if sql != sql_b or len(first) != len(second):
             raise ValueError("the query's SQL depends on its arguments")
@@ -158,6 +165,11 @@ class CompiledQuery:
     def rows(self, cursor, *arguments) -> list[tuple]:
         cursor.execute(self.sql, self.params(*arguments))
         return cursor.fetchall()
+
+    def converted(self, rows: list[tuple]) -> list[tuple]:
+        if not self._converters:
+            return rows
+        return [tuple(row) for row in self._compiler.apply_converters(rows, self._converters)]
 
     def inlined(self, arguments: tuple) -> tuple[str, list]:
         """The SQL with its arguments replaced, to nest it in another query: an argument that is a

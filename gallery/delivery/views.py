@@ -61,10 +61,9 @@ from gallery.models import Media, Variant
 from gallery.processing.filetypes import clean_media_type, safe_served_type
 from gallery.processing.jpeg_gps import gps_patches, is_jpeg
 from gallery.services.vault import vault_file_key
-from gallery.services.vault_media import vault_open
 from gallery.sharing import REFUSE, SEND_WITHOUT_GPS, share_open, share_sends
 from gallery.storage import STORAGE_ERRORS, blob_head, is_s3, media_storage, presign_url
-from gallery.vault import crypto, keys
+from gallery.vault import blobs, crypto, keys
 
 logger = logging.getLogger(__name__)
 
@@ -184,23 +183,36 @@ def _lookup(media_qs, token: str, level: str, *, sealed: bool = False) -> tuple[
 
 def _vault_target(media: Media, variant: Variant | None, unlock: keys.Unlocked) -> Target | None:
     """A vault item's blob for the unlocked owner: always streamed by us, decrypted per chunk."""
+    item = media.vault_item
     if variant is None:
-        if not media.original_key or media.status == Media.Status.UPLOADING:
-            return None
-        file_key, meta = vault_open(media=media, unlocked=unlock, item=media.vault_item)
-        rep = ranges.Representation(size=media.size, etag=f'"{_key_digest(media.original_key, media.size)}"',
-                                    last_modified=media.updated_at,
-                                    content_type=meta.get("content_type") or "application/octet-stream")
-        sealed = Sealed(file_key, crypto.blob_file_id(media.pk, ORIGINAL_LEVEL))
-        return Target(media.original_key, str(media.owner_id), rep, meta.get("name") or "download", "stream",
-                      sealed=sealed)
-    if not variant.storage_key:
+        return vault_original_target(unlock, media.pk, media.owner_id, media.original_key, media.size,
+                                     media.updated_at, media.status, item.wrapped_key, item.sealed)
+    return vault_variant_target(unlock, media.pk, media.owner_id, item.wrapped_key, variant.storage_key,
+                                variant.size, variant.created_at, variant.content_type, variant.level)
+
+
+# The columns of these two, in this order, are what the delivery lane's compiled vault queries
+# read (gallery.delivery.streams): one definition of a vault item's Target for both doors.
+def vault_original_target(unlock: keys.Unlocked, media_id, owner_id, key: str, size: int, updated_at, status: str,
+                          wrapped: bytes, sealed: bytes) -> Target | None:
+    if not key or status == Media.Status.UPLOADING:
         return None
-    file_key = vault_file_key(unlocked=unlock, media_id=media.pk, wrapped=media.vault_item.wrapped_key)
-    rep = ranges.Representation(size=variant.size, etag=f'"{_key_digest(variant.storage_key, variant.size)}"',
-                                last_modified=variant.created_at, content_type=variant.content_type)
-    sealed = Sealed(file_key, crypto.blob_file_id(media.pk, variant.level))
-    return Target(variant.storage_key, str(media.owner_id), rep, None, "stream", sealed=sealed)
+    file_key = vault_file_key(unlocked=unlock, media_id=media_id, wrapped=wrapped)
+    meta = blobs.meta_open(file_key=file_key, media_id=media_id, sealed=sealed)
+    rep = ranges.Representation(size=size, etag=f'"{_key_digest(key, size)}"', last_modified=updated_at,
+                                content_type=meta.get("content_type") or "application/octet-stream")
+    sealed_key = Sealed(file_key, crypto.blob_file_id(media_id, ORIGINAL_LEVEL))
+    return Target(key, str(owner_id), rep, meta.get("name") or "download", "stream", sealed=sealed_key)
+
+
+def vault_variant_target(unlock: keys.Unlocked, media_id, owner_id, wrapped: bytes, key: str, size: int,
+                         created_at, content_type: str, level: str) -> Target | None:
+    if not key:
+        return None
+    file_key = vault_file_key(unlocked=unlock, media_id=media_id, wrapped=wrapped)
+    rep = ranges.Representation(size=size, etag=f'"{_key_digest(key, size)}"', last_modified=created_at,
+                                content_type=content_type)
+    return Target(key, str(owner_id), rep, None, "stream", sealed=Sealed(file_key, crypto.blob_file_id(media_id, level)))
 
 
 def _target(media: Media, variant: Variant | None) -> Target | None:

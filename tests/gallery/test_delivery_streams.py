@@ -315,3 +315,40 @@ def test_vault_items_are_answered_as_the_lean_door_answers_them(settings, mode, 
             assert call(app, path, credential)[0] == 404 and app.served[before:] == [False]
     finally:
         app.pool.shutdown()
+
+
+@pytest.mark.usefixtures("vault_settings")
+def test_vault_variants_are_answered_as_the_lean_door_answers_them(settings, alice, alice_api, lean, corpus,
+                                                                   django_capture_on_commit_callbacks):
+    """A processed vault photo's variants (the lane's compiled vault query, views' own Target),
+    whole, ranged and conditional: the lean door's very answer; another key of the owner, which
+    did not unlock, gets the lean door's 404."""
+    from tests.conftest import api_client
+    from tests.vault_support import vault_upload
+
+    settings.DELIVERY_MODE = "stream"
+    vault_open_for(alice_api)
+    item = vault_upload(alice_api, (corpus / "jpg" / "Canon_40D.jpg").read_bytes(), "thumb.jpg",
+                        django_capture_on_commit_callbacks).json()
+    item = alice_api.get(f"/api/v1/vault/media/{item['id']}/").json()
+    assert len(item["variants"]) >= 2
+    credential = {"authorization": alice_api._credentials["HTTP_AUTHORIZATION"]}
+    other = {"authorization": api_client(alice)._credentials["HTTP_AUTHORIZATION"]}
+    app = spied(fast.DeliveryApp(threads=2))
+    try:
+        for level, variant in item["variants"].items():
+            path = variant["url"]
+            whole = call(lean, path, credential)
+            assert whole[0] == 200 and whole[2][:4] == b"RIFF", level
+            for name, headers, query, _ in cases(len(whole[2]), *validators(lean, path, credential)):
+                what = (level, name)
+                before = len(app.served)
+                ours = call(app, path, {**credential, **headers}, query=query)
+                reference = call(lean, path, {**credential, **headers}, query=query)
+                assert ours == reference, what
+                # A tiny variant turns some cases into a 416, which is the lean door's own.
+                assert app.served[before:] == [reference[0] in (200, 206, 304)], what
+            before = len(app.served)
+            assert call(app, path, other)[0] == 404 and app.served[before:] == [False], level
+    finally:
+        app.pool.shutdown()
