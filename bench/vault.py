@@ -162,6 +162,7 @@ def main() -> None:
         print(f"encrypting {size // MIB} MiB into the vault (once)...", flush=True)
         out = manage(env, "shell", "-c", SETUP % (size, str(source), PASSPHRASE, PASSPHRASE))
         rows = json.loads(out.split("JSON", 1)[1])
+        os.sync()  # the new blob's writeback is the set-up's cost, not the first run's
         blob = media_root / rows["vault_key_path"]
         auth = {"Authorization": f"Bearer {rows['apikey']}"}
         vault_path, library_path = f"/m/{rows['vault']}/0/", f"/m/{rows['library']}/0/"
