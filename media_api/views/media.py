@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import functools
 import uuid
-from datetime import datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import NamedTuple
 
 from django.conf import settings
 from django.core.exceptions import EmptyResultSet
-from django.db import DEFAULT_DB_ALIAS, connections
+from django.db import DEFAULT_DB_ALIAS, connections, router
 from django.db.models import DateTimeField, QuerySet, Sum
 from django.db.models.query import ValuesListIterable
 from django.utils.dateparse import parse_datetime
@@ -21,6 +21,7 @@ from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action, api_view
 from rest_framework.response import Response
 
+from gallery.compiled import CompiledQuery, sample_user
 from gallery.models import Album, Media, Tag, TimelineDay, User, Variant
 from gallery.services.edits import media_edit
 from gallery.services.library import media_favourite
@@ -28,7 +29,7 @@ from gallery.services.media import media_ingest, media_rotate_token
 from gallery.services.trash import media_trash
 from gallery.services.vault_media import vault_ingest, vault_move_in
 from media_api.body_gate import multipart_quota_check
-from media_api.pagination import KeysetPagination
+from media_api.pagination import KeysetPagination, keyset_page
 from media_api.renderers import FastJSONRenderer
 from media_api.serializers import (
     MediaEditSerializer,
@@ -94,22 +95,29 @@ class _MediaRows(ValuesListIterable):
             return
         if not sql:
             return
-        fields = [selected[0] for selected in compiler.select[: compiler.col_count]]
-        convert = [(PAGE_COLUMNS[pos], _fast_converter(converters, expression, connection))
-                   for pos, (converters, expression) in compiler.get_converters(fields).items()]
-        with connection.cursor() as cursor:
-            if connection.vendor == "postgresql":
-                cursor.cursor.adapters.register_loader("timestamptz", _timestamptz_loader())
-                convert += [(name, _aware(connection.timezone)) for name in TIMESTAMP_COLUMNS]
-            cursor.execute(sql, params)
-            fetched = cursor.fetchall()
-        new, width = object.__new__, compiler.col_count
-        for values in fetched:
-            row = new(MediaRow)
-            row.__dict__ = values = dict(zip(PAGE_COLUMNS, values[:width]))
-            for name, function in convert:
-                values[name] = function(values[name])
-            yield row
+        yield from media_rows(connection, compiler, sql, params)
+
+
+def media_rows(connection, compiler, sql: str, params) -> list[MediaRow]:
+    """The MediaRows of `sql` (as_rows' select of PAGE_COLUMNS, as `compiler` wrote it) run with
+    `params` on `connection`."""
+    fields = [selected[0] for selected in compiler.select[: compiler.col_count]]
+    convert = [(PAGE_COLUMNS[pos], _fast_converter(converters, expression, connection))
+               for pos, (converters, expression) in compiler.get_converters(fields).items()]
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.cursor.adapters.register_loader("timestamptz", _timestamptz_loader())
+            convert += [(name, _aware(connection.timezone)) for name in TIMESTAMP_COLUMNS]
+        cursor.execute(sql, params)
+        fetched = cursor.fetchall()
+    new, width, rows = object.__new__, compiler.col_count, []
+    for values in fetched:
+        row = new(MediaRow)
+        row.__dict__ = values = dict(zip(PAGE_COLUMNS, values[:width]))
+        for name, function in convert:
+            values[name] = function(values[name])
+        rows.append(row)
+    return rows
 
 
 TIMESTAMP_COLUMNS = tuple(name for name in PAGE_COLUMNS if isinstance(Media._meta.get_field(name), DateTimeField))
@@ -173,6 +181,64 @@ def as_rows(queryset: QuerySet, *, through: str = "") -> QuerySet:
     rows = queryset.values_list(*(through + column for column in PAGE_COLUMNS))
     rows._iterable_class = _MediaRows
     return rows
+
+
+# The list's filters (MediaListQuerySerializer's), as the (field, value) pairs the list filters on.
+def list_filters(validated: dict) -> list[tuple[str, object]]:
+    found = []
+    if sha := validated.get("sha256"):
+        found.append(("sha256", sha.lower()))
+    if kind := validated.get("kind"):
+        found.append(("kind", kind))
+    if bucket := validated.get("bucket"):
+        size, first = bucket
+        found.append(("taken_month" if size == "month" else "taken_day", first))
+    return found
+
+
+# Two sample values of each argument a page query takes, all distinct (CompiledQuery tells the
+# arguments apart by them).
+_SAMPLES = {
+    "user": (uuid.UUID(int=1), uuid.UUID(int=2)),
+    "sha256": ("a" * 64, "b" * 64),
+    "kind": ("sampleA", "sampleB"),
+    "taken_month": (date(2001, 1, 1), date(2002, 2, 1)),
+    "taken_day": (date(2003, 3, 3), date(2004, 4, 4)),
+    "position": ((datetime(2005, 5, 5, tzinfo=UTC), uuid.UUID(int=3)),
+                 (datetime(2006, 6, 6, tzinfo=UTC), uuid.UUID(int=4))),
+}
+_PAGE_QUERIES: dict[tuple, CompiledQuery | None] = {}
+_PAGE_QUERIES_LIMIT = 1024
+
+
+def page_query(using: str, filters: tuple[str, ...], direction: str, positioned: bool,
+               limit: int) -> CompiledQuery | None:
+    """The list's page of this shape (its filters, direction, a cursor or none, its length) as
+    the ORM writes it from the visibility rule, compiled once; arguments (user id, the filters'
+    values, then the cursor's taken_at and id). None when it cannot be one compiled query."""
+    shape = (using, filters, direction, positioned, limit)
+    try:
+        return _PAGE_QUERIES[shape]
+    except KeyError:
+        pass
+
+    def build(user_id, *values):
+        queryset = Media.objects.visible_to(sample_user(user_id))
+        for name, value in zip(filters, values):
+            queryset = queryset.filter(**{name: value})
+        position = tuple(values[len(filters):]) or None
+        return keyset_page(as_rows(queryset), ("taken_at", "id"), direction, position, limit)
+
+    samples = tuple((_SAMPLES["user"][i], *(_SAMPLES[name][i] for name in filters),
+                     *(_SAMPLES["position"][i] if positioned else ())) for i in (0, 1))
+    try:
+        query = CompiledQuery(build, samples, using=using)
+    except (ValueError, EmptyResultSet):
+        query = None  # the rule does not compile to one query with these arguments: the ORM's path
+    if len(_PAGE_QUERIES) >= _PAGE_QUERIES_LIMIT:
+        _PAGE_QUERIES.clear()
+    _PAGE_QUERIES[shape] = query
+    return query
 
 
 def attach_relations(media: list[Media | MediaRow], *, owner: User | None = None) -> list[Media | MediaRow]:
@@ -260,7 +326,9 @@ class WithRelations:
     their relations attached (attach_relations); a page's media are MediaRows."""
 
     def paginate_queryset(self, queryset):
-        return attach_relations(super().paginate_queryset(as_rows(queryset)), owner=self.request.user)
+        # A view reading its pages itself (page_rows) does not need them as a values_list.
+        rows = queryset if hasattr(self, "page_rows") else as_rows(queryset)
+        return attach_relations(super().paginate_queryset(rows), owner=self.request.user)
 
     def get_object(self):
         return attach_relations([super().get_object()], owner=self.request.user)[0]
@@ -285,14 +353,22 @@ class MediaViewSet(WithRelations, mixins.ListModelMixin, mixins.RetrieveModelMix
             query = MediaListQuerySerializer(data=self.request.query_params)
             query.is_valid(raise_exception=True)
             self.filters = query.validated_data
-            if sha := self.filters.get("sha256"):
-                qs = qs.filter(sha256=sha.lower())
-            if kind := self.filters.get("kind"):
-                qs = qs.filter(kind=kind)
-            if bucket := self.filters.get("bucket"):
-                size, first = bucket
-                qs = qs.filter(taken_month=first) if size == "month" else qs.filter(taken_day=first)
+            for name, value in list_filters(self.filters):
+                qs = qs.filter(**{name: value})
         return qs
+
+    def page_rows(self, queryset: QuerySet, direction: str, position: tuple[datetime, uuid.UUID] | None,
+                  limit: int) -> list[MediaRow]:
+        """The list's page (KeysetPagination) of `queryset` (get_queryset's): the query keyset_page
+        makes of it, compiled once per shape (page_query) and run with this caller's values, or
+        (when it cannot be compiled) the queryset's own."""
+        filters = list_filters(self.filters)
+        using = router.db_for_read(Media)
+        query = page_query(using, tuple(name for name, _ in filters), direction, position is not None, limit)
+        if query is None:
+            return list(keyset_page(as_rows(queryset), ("taken_at", "id"), direction, position, limit))
+        arguments = (self.request.user.pk, *(value for _, value in filters), *(position or ()))
+        return media_rows(connections[using], query.compiler, query.sql, query.params(*arguments))
 
     def _reloaded(self, pk) -> Media:
         """The media as it is now, with its relations, for the JSON after a write."""
