@@ -151,18 +151,33 @@ def _fast_converter(converters: list, expression, connection):
     if len(converters) == 1:
         converter = getattr(converters[0], "__func__", None)
         if converter is type(ops).convert_datetimefield_value and settings.USE_TZ:
-            zone = connection.timezone
+            zone, fromisoformat = connection.timezone, datetime.fromisoformat
 
             def aware(value):
                 if value is None:
                     return None
                 if not isinstance(value, datetime):
-                    value = parse_datetime(value)
+                    try:  # parse_datetime's own first try
+                        value = fromisoformat(value)
+                    except ValueError:
+                        value = parse_datetime(value)
                 return value if value.tzinfo is not None else value.replace(tzinfo=zone)
 
             return aware
         if converter is type(ops).convert_uuidfield_value:
-            return lambda value: None if value is None else uuid.UUID(value)
+            # One UUID a value a page (the functions are made for each page): a page's owner_id
+            # is the same for every row.
+            made = {}
+
+            def to_uuid(value):
+                if value is None:
+                    return None
+                found = made.get(value)
+                if found is None:
+                    found = made[value] = uuid.UUID(value)
+                return found
+
+            return to_uuid
         if converter is type(ops).convert_booleanfield_value:
             return lambda value: bool(value) if value in (1, 0) else value
 
@@ -208,7 +223,7 @@ _SAMPLES = {
                  (datetime(2006, 6, 6, tzinfo=UTC), uuid.UUID(int=4))),
 }
 _PAGE_QUERIES: dict[tuple, CompiledQuery | None] = {}
-_PAGE_QUERIES_LIMIT = 1024
+_PAGE_QUERIES_LIMIT = 256  # shapes kept (a compiled query holds its compiler, some kB)
 
 
 def page_query(using: str, filters: tuple[str, ...], direction: str, positioned: bool,
