@@ -300,7 +300,7 @@ def attach_relations(media: list[Media | MediaRow], *, owner: User | None = None
         for m in media:
             if isinstance(m, MediaRow) and m.owner is None:
                 m.owner = owners[m.owner_id]
-    variants, albums, tags = _relations_sql(connection, len(keys))
+    variants, albums, tags = _relations_sql(connection.alias, len(keys))
     if connection.vendor == "postgresql":
         # One array literal: psycopg converts a statement of more than 50 parameters anew each
         # time (~0.2 ms of CPU for a hundred ids), one of a single parameter once; and one
@@ -321,11 +321,13 @@ def attach_relations(media: list[Media | MediaRow], *, owner: User | None = None
     return media
 
 
-def _relations_sql(connection, count: int) -> tuple[str, str, str]:
-    """attach_relations' three queries for `count` media ids, as the ORM writes them for
-    values_list(...).filter(media_id__in=ids) (the same plans, so variants keep their order;
-    on PostgreSQL `= ANY(%s::uuid[])` of one array, the plan PostgreSQL makes of IN anyway),
-    the media id as text."""
+@functools.lru_cache(maxsize=64)
+def _relations_sql(using: str, count: int) -> tuple[str, str, str]:
+    """attach_relations' three queries for `count` media ids on database `using`, as the ORM
+    writes them for values_list(...).filter(media_id__in=ids) (the same plans, so variants keep
+    their order; on PostgreSQL `= ANY(%s::uuid[])` of one array, the plan PostgreSQL makes of IN
+    anyway), the media id as text. Written once for each page length."""
+    connection = connections[using]
     quote = connection.ops.quote_name
 
     def column(model, name: str) -> str:
