@@ -47,6 +47,23 @@ def decode_cursor(value: str) -> tuple[str, datetime, uuid.UUID]:
         raise InvalidInput("cursor: not a cursor this server handed out") from None
 
 
+def keyset_page(queryset: QuerySet, keys: tuple[str, str], direction: str,
+                position: tuple[datetime, uuid.UUID] | None, limit: int) -> QuerySet:
+    """The queryset's `limit` rows after `position` (None: from the newest) over the keyset
+    fields `keys` (time, id): newest first for direction "n", oldest first for "p"."""
+    when, key = keys
+    if direction == "n":
+        if position is not None:
+            # The redundant taken_at bound lets the index seek to the position (SQLite
+            # does not for the OR alone: it walks the owner's rows from the newest).
+            queryset = queryset.filter(Q((f"{when}__lte", position[0])),
+                                       Q((f"{when}__lt", position[0])) | Q((when, position[0]), (f"{key}__lt", position[1])))
+        return queryset.order_by(f"-{when}", f"-{key}")[:limit]
+    queryset = queryset.filter(Q((f"{when}__gte", position[0])),
+                               Q((f"{when}__gt", position[0])) | Q((when, position[0]), (f"{key}__gt", position[1])))
+    return queryset.order_by(when, key)[:limit]
+
+
 class KeysetPagination(BasePagination):
     """Newest first by (taken_at, id); `next`/`previous` links carry keyset cursors."""
 
@@ -56,26 +73,21 @@ class KeysetPagination(BasePagination):
         # The (time, id) fields the keyset is over: the media's own, or a view's (an album's
         # page walks its AlbumItem rows by their copy of taken_at and their media_id).
         self.keys = getattr(view, "keyset_fields", ("taken_at", "id"))
-        when, key = self.keys
         self.count = view.count_for(queryset) if view is not None and hasattr(view, "count_for") else queryset.count()
         raw = request.query_params.get(CURSOR_PARAM)
         direction, position = "n", None
         if raw:
             direction, taken_at, media_id = decode_cursor(raw)
             position = (taken_at, media_id)
+        # A view may read the page itself (MediaViewSet.page_rows: the same query, compiled once).
+        if hasattr(view, "page_rows"):
+            rows = view.page_rows(queryset, direction, position, self.page_size + 1)
+        else:
+            rows = list(keyset_page(queryset, self.keys, direction, position, self.page_size + 1))
         if direction == "n":
-            if position is not None:
-                # The redundant taken_at bound lets the index seek to the position (SQLite
-                # does not for the OR alone: it walks the owner's rows from the newest).
-                queryset = queryset.filter(Q((f"{when}__lte", position[0])),
-                                           Q((f"{when}__lt", position[0])) | Q((when, position[0]), (f"{key}__lt", position[1])))
-            rows = list(queryset.order_by(f"-{when}", f"-{key}")[: self.page_size + 1])
             self.has_next, self.has_previous = len(rows) > self.page_size, position is not None
             rows = rows[: self.page_size]
         else:
-            queryset = queryset.filter(Q((f"{when}__gte", position[0])),
-                                       Q((f"{when}__gt", position[0])) | Q((when, position[0]), (f"{key}__gt", position[1])))
-            rows = list(queryset.order_by(when, key)[: self.page_size + 1])
             self.has_previous, self.has_next = len(rows) > self.page_size, True
             rows = rows[: self.page_size][::-1]
         # The links need the first and last positions only: rows kept here would live as long as

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import re
 from datetime import date, datetime
+from datetime import timezone as dt_timezone
 
 from django.conf import settings
 from django.urls import reverse
@@ -113,9 +114,14 @@ class MediaSerializer(serializers.ModelSerializer):
         if zone is None or getattr(field, "format", api_settings.DATETIME_FORMAT) != ISO_8601:
             return field.to_representation
 
+        utc = zone is dt_timezone.utc or getattr(zone, "key", None) in ("UTC", "Etc/UTC")
+
         def text(value: datetime) -> str:
             if value.tzinfo is None:
                 return field.to_representation(value)
+            if utc and value.tzinfo is dt_timezone.utc:  # the rows' own zone: nothing to convert
+                written = value.isoformat()
+                return written[:-6] + "Z" if written.endswith("+00:00") else written
             try:
                 written = value.astimezone(zone).isoformat()
             except OverflowError:  # DRF's own error

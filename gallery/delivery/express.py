@@ -46,7 +46,6 @@ import hmac
 import io
 import json
 import logging
-import re
 import sqlite3
 import threading
 import uuid
@@ -61,7 +60,6 @@ from django.contrib.auth.backends import ModelBackend
 from django.contrib.sessions.backends.db import SessionStore as DbSessionStore
 from django.core.handlers.asgi import ASGIRequest
 from django.db import DEFAULT_DB_ALIAS, connections
-from django.db.backends.sqlite3.base import FORMAT_QMARK_REGEX
 from django.http import HttpResponse
 from django.http.cookie import parse_cookie
 from django.http.request import split_domain_port, validate_host
@@ -69,6 +67,7 @@ from django.utils.dateparse import parse_datetime
 from mozilla_django_oidc.auth import OIDCAuthenticationBackend
 
 from gallery.auth import READ, READ_WRITE
+from gallery.compiled import CompiledQuery, sample_user
 from gallery.delivery import ranges
 from gallery.delivery.views import SANDBOX_CSP, VARIANT_CACHE_CONTROL
 from gallery.delivery.views import _key_digest as key_digest  # the ETag of a variant, as views computes it
@@ -105,7 +104,6 @@ _DELEGATED = frozenset({b"range", b"if-range", b"if-match", b"if-none-match", b"
                         b"if-unmodified-since"})
 _WATCHED = frozenset({b"host", b"cookie", b"authorization", b"x-forwarded-proto"})
 _CACHE_LIMIT = 4096
-_FORMAT_PLACEHOLDER = re.compile(r"%%|%s")
 Answer = tuple[list[tuple[bytes, bytes]], bytes]
 
 
@@ -121,90 +119,8 @@ class Ask:
     session_key: str | None
 
 
-class CompiledQuery:
-    """SQL compiled once by the ORM from `build(*arguments)`, run with fresh arguments.
-
-    `build` is called twice with different sample arguments: the SQL must be the same and
-    every parameter either equal in both (a constant) or one of the arguments as the ORM
-    prepares it (as is, str, hex of a UUID, a datetime adapted for the database). Anything
-    else (a value computed at build time, a rule reading more than the arguments) raises.
-    """
-
-    def __init__(self, build: Callable, samples: tuple[tuple, tuple], using: str = DEFAULT_DB_ALIAS,
-                 convert: bool = False) -> None:
-        connection = connections[using]
-        compilers = [build(*args).query.get_compiler(using) for args in samples]
-        compiled = [compiler.as_sql() for compiler in compilers]
-        # With `convert`, converted() gives the values as the ORM would (a UUID, an aware
-        # datetime, bytes), through the field converters of the compiled select.
-        self._compiler = compilers[0] if convert else None
-        self._converters = compilers[0].get_converters(
-            [column for column, _, _ in compilers[0].select[:compilers[0].col_count]]) if convert else {}
-        (sql, first), (sql_b, second) = compiled
-        if sql != sql_b or len(first) != len(second):
-            raise ValueError("the query's SQL depends on its arguments")
-        preps = (lambda v: v, str, lambda v: v.hex if isinstance(v, uuid.UUID) else None,
-                 lambda v: connection.ops.adapt_datetimefield_value(v) if isinstance(v, datetime) else None)
-        self.sql, self.constants, self.slots = sql, list(first), []
-        self.sql_qmark = FORMAT_QMARK_REGEX.sub("?", sql).replace("%%", "%")
-        for index, (a, b) in enumerate(zip(first, second)):
-            if a == b:
-                continue
-            slot = next(((position, prep) for position in range(len(samples[0])) for prep in preps
-                         if prep(samples[0][position]) == a and prep(samples[1][position]) == b), None)
-            if slot is None:
-                raise ValueError(f"parameter {index} of the query is not one of its arguments")
-            self.slots.append((index, *slot))
-
-    def params(self, *arguments) -> list:
-        params = self.constants.copy()
-        for index, position, prep in self.slots:
-            params[index] = prep(arguments[position])
-        return params
-
-    def rows(self, cursor, *arguments) -> list[tuple]:
-        cursor.execute(self.sql, self.params(*arguments))
-        return cursor.fetchall()
-
-    def converted(self, rows: list[tuple]) -> list[tuple]:
-        if not self._converters:
-            return rows
-        return [tuple(row) for row in self._compiler.apply_converters(rows, self._converters)]
-
-    def inlined(self, arguments: tuple) -> tuple[str, list]:
-        """The SQL with its arguments replaced, to nest it in another query: an argument that is a
-        str is an SQL expression put in its place (a column of the outer query), any other stays
-        a parameter. Returns the SQL and its parameters in order: those, and the constants."""
-        by_index = {index: position for index, position, _ in self.slots}
-        params, count = [], 0
-
-        def replace(match: re.Match) -> str:
-            nonlocal count
-            if match.group() == "%%":
-                return "%%"
-            index, count = count, count + 1
-            value = arguments[by_index[index]] if index in by_index else self.constants[index]
-            if index in by_index and isinstance(value, str):
-                return value
-            params.append(value)
-            return "%s"
-
-        return _FORMAT_PLACEHOLDER.sub(replace, self.sql), params
-
-    def rows_here(self, connection: sqlite3.Connection, *arguments) -> list[tuple]:
-        """The same on a plain sqlite3 connection (qmark placeholders, as Django's SQLite cursor
-        converts them)."""
-        return connection.execute(self.sql_qmark, self.params(*arguments)).fetchall()
-
-
-def _sample_user(pk: uuid.UUID) -> User:
-    # Every field but the id deferred: a rule that reads more of the user loads it, which
-    # fails for this id, and the lane stays off rather than compile the wrong rule.
-    return User.from_db(DEFAULT_DB_ALIAS, ["id"], [pk])
-
-
 def _variant_query(user_id: uuid.UUID, token: str, level: str):
-    visible = Media.objects.visible_to(_sample_user(user_id)).filter(token=token)
+    visible = Media.objects.visible_to(sample_user(user_id)).filter(token=token)
     return (Variant.objects.filter(level=level, media__in=visible).order_by("pk")
             .values_list("storage_key", "size", "content_type", "created_at")[:1])
 

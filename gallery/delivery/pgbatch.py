@@ -39,12 +39,12 @@ from datetime import UTC, datetime
 
 from django.db import DEFAULT_DB_ALIAS, connections
 
+from gallery.compiled import CompiledQuery
 from gallery.delivery.express import (
     EXPRESS_MAX_BYTES,
     INLINE_MAX_BYTES,
     Answer,
     Ask,
-    CompiledQuery,
     Express,
     key_holder,
     key_prefix,

@@ -50,13 +50,12 @@ from django.core.exceptions import TooManyFieldsSent
 from django.http import QueryDict
 from django.http.cookie import parse_cookie
 
+from gallery.compiled import CompiledQuery, sample_user
 from gallery.delivery import ranges, views
 from gallery.delivery.express import (
     Ask,
-    CompiledQuery,
     Express,
     _aware,
-    _sample_user,
     lane_reason_off,
     thread_connection,
     watched_headers,
@@ -109,13 +108,13 @@ class InVault:
 
 
 def _original_query(user_id, token: str):
-    return (Media.objects.visible_to(_sample_user(user_id)).filter(token=token).order_by("pk")
+    return (Media.objects.visible_to(sample_user(user_id)).filter(token=token).order_by("pk")
             .values_list("original_key", "size", "sha256", "updated_at", "content_type", "original_filename",
                          "status", "in_vault", "owner_id")[:1])
 
 
 def _variant_query(user_id, token: str, level: str):
-    visible = Media.objects.visible_to(_sample_user(user_id)).filter(token=token)
+    visible = Media.objects.visible_to(sample_user(user_id)).filter(token=token)
     return (Variant.objects.filter(level=level, media__in=visible).order_by("pk")
             .values_list("storage_key", "size", "content_type", "created_at", "media__owner_id")[:1])
 
@@ -124,7 +123,7 @@ def _vault_visible(user_id, token: str):
     # The rule widened by an unlock of this user's vault, as views.find_target asks it (the
     # Unlocked here is only the shape the rule reads: its user; the key is checked before).
     unlock = keys.Unlocked(user_id=user_id, key=b"", until=0)
-    return Media.objects.visible_to(_sample_user(user_id), vault=unlock).filter(in_vault=True, token=token)
+    return Media.objects.visible_to(sample_user(user_id), vault=unlock).filter(in_vault=True, token=token)
 
 
 def _vault_original_query(user_id, token: str):

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import re
 import secrets
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connections, router, transaction
 from django.utils import timezone
 
+from gallery.compiled import CompiledQuery
 from gallery.exceptions import InvalidInput, QuotaExceeded
 from gallery.models import ApiKey, User
 from gallery.services.library import favourites_for
@@ -128,13 +130,49 @@ def apikey_authenticate(*, raw: str) -> ApiKey | None:
     prefix = raw[len(KEY_PREFIX):].split("_", 1)[0]
     if not re.fullmatch(r"[0-9a-f]{8}", prefix):
         return None  # not one of ours; never let arbitrary bytes reach the query
-    key = ApiKey.objects.select_related("user").filter(prefix=prefix, revoked_at__isnull=True).first()
+    key = _active_key(prefix)
     if key is None or not hmac.compare_digest(key.hashed_secret, _hash_key(raw)) or not key.user.is_active:
         return None
     now = timezone.now()
     # Writing on every request would serialise the API on one row; a minute is precise enough.
     if key.last_used_at is None or (now - key.last_used_at).total_seconds() > 60:
         ApiKey.objects.filter(pk=key.pk).update(last_used_at=now)
+    return key
+
+
+def _key_query(prefix: str):
+    """The active key with this prefix and its user, every column of both: what
+    `ApiKey.objects.select_related("user").filter(...).first()` loads."""
+    columns = [f.attname for f in ApiKey._meta.concrete_fields] + [f"user__{f.attname}" for f in _USER_FIELDS]
+    return ApiKey.objects.filter(prefix=prefix, revoked_at__isnull=True).order_by("pk").values_list(*columns)[:1]
+
+
+_USER_FIELDS = User._meta.concrete_fields
+
+
+@functools.cache
+def _compiled_key_query(using: str) -> CompiledQuery | None:
+    try:
+        return CompiledQuery(_key_query, (("prefixA",), ("prefixB",)), using=using, convert=True)
+    except ValueError:
+        return None  # the lookup cannot be one query with the prefix as its argument: the ORM's
+
+
+def _active_key(prefix: str) -> ApiKey | None:
+    """The key row for a prefix, with its user: the query compiled once by the ORM and its rows
+    built into models (a queryset built and compiled per request cost ~0.5 ms of CPU)."""
+    using = router.db_for_read(ApiKey)
+    query = _compiled_key_query(using)
+    if query is None:
+        return ApiKey.objects.select_related("user").filter(prefix=prefix, revoked_at__isnull=True).first()
+    with connections[using].cursor() as cursor:
+        rows = query.converted(query.rows(cursor, prefix))
+    if not rows:
+        return None
+    fields = ApiKey._meta.concrete_fields
+    key = ApiKey.from_db(using, [f.attname for f in fields], rows[0][:len(fields)])
+    user = User.from_db(using, [f.attname for f in _USER_FIELDS], rows[0][len(fields):])
+    ApiKey.user.field.set_cached_value(key, user)
     return key
 
 
