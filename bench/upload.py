@@ -2,7 +2,8 @@
 
 Run from the project root:  .venv/bin/python bench/upload.py [--gib 1] [--rss-gib 1,4] [--chunk-mib 0]
 
-- Chipmunk: uvicorn running config.asgi in a subprocess with a throw-away CHIPMUNK_DATA_DIR
+- Chipmunk: uvicorn running config.asgi with the options of `manage.py run` (config.server,
+  whose HTTP protocol class is ours), in a subprocess with a throw-away CHIPMUNK_DATA_DIR
   (SQLite, local disk, jobs queued but no worker), a user and an API key made with the
   manage.py commands.
 - Reference: @tus/server with @tus/file-store (npm, installed once into bench/.work/node,
@@ -173,9 +174,12 @@ class Chipmunk:
 
     def start(self) -> None:
         self.port = free_port()
-        self.process = subprocess.Popen(
-            [str(PYTHON), "-m", "uvicorn", "config.asgi:application", "--host", "127.0.0.1", "--port",
-             str(self.port), "--log-level", "warning", "--no-access-log"], cwd=ROOT, env=self.env)
+        # As `manage.py run` serves (without its job worker), quieter.
+        code = ("import django, uvicorn; django.setup(); from config.server import uvicorn_options; "
+                f"uvicorn.run('config.asgi:application', **{{**uvicorn_options(host='127.0.0.1', port={self.port}), "
+                "'log_level': 'warning', 'access_log': False})")
+        self.process = subprocess.Popen([str(PYTHON), "-c", code], cwd=ROOT,
+                                        env={**self.env, "DJANGO_SETTINGS_MODULE": "config.settings"})
         wait_for_port(self.port, self.process)
 
     def upload(self, path: Path, chunk: int) -> float:
