@@ -12,7 +12,7 @@
 - Local disk: bytes are appended to a part file, which is first truncated to the stored
   offset (a PATCH that died half-way or a discarded chunk leaves nothing behind).
   Completion renames it to the original's key: no copy.
-- S3: a multipart upload to the original's key, parts of `part_size` or more. What is left
+- S3: a multipart upload to the original's key, parts of `part_size` (the last one less). What is left
   at the end of a PATCH (less than a part) is staged as an object of its own, the tail,
   which the next PATCH (on any process) reads back and puts in front of its bytes. A file
   that fits in one part never starts a multipart upload: it is one PutObject.
@@ -76,8 +76,8 @@ from gallery.uploads.lifecycle import (
     uploads_prefix,
 )
 from gallery.uploads.tus_storage import (
+    BODY_CHUNK,
     LEASE_SECONDS,
-    READ_CHUNK,
     Hashing,
     Lease,
     LocalSink,
@@ -213,7 +213,7 @@ def _receive(*, row: Upload, lease: Lease, stream: IO[bytes] | None, hasher, che
     try:
         while stream is not None:
             try:
-                chunk = stream.read(min(READ_CHUNK, room - received + 1))
+                chunk = stream.read(min(BODY_CHUNK, room - received + 1))
             except OSError:  # the client went away (UnreadablePostError, a reset socket)
                 cut_short = True
                 break
