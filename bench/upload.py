@@ -11,10 +11,10 @@ Run from the project root:  .venv/bin/python bench/upload.py [--gib 1] [--rss-gi
 - The same minimal client (http.client, 1 MiB writes) sends the same file to both, one
   PATCH per --chunk-mib (0: the whole file in one PATCH). Timing covers creation to the
   final response, which on our side includes the SHA-256 and recording the media.
-- Throughput: --runs (at least 3) interleaved pairs, node then ours, on the same servers;
-  printed as median [min-max] MB/s of each server and of the per-pair ratio (ours / node of
-  the same pair), never the best run alone. The load average is printed with it: a busy
-  machine slows both, but not alike.
+- Throughput: --runs (at least 3) interleaved pairs on the same servers, node first in even
+  pairs and ours first in odd ones, printed as median [min-max] MB/s of each server and of
+  the per-pair ratio (ours / node of the same pair, also by order), never the best run
+  alone. The load average is printed with it: a busy machine slows both, but not alike.
 - Peak RSS of our uvicorn process (VmHWM in /proc/<pid>/status) is measured on a fresh
   server for each size in --rss-gib: it should stay flat, well under 200 MB.
 
@@ -248,10 +248,16 @@ def main() -> int:
         ours_times, node_times = [], []
         load_before = os.getloadavg()
         ours.start()
-        for _ in range(args.runs):  # interleaved so cache and thermal drift hit both alike
-            node_times.append(node.upload(compared, chunk))
+        # Interleaved so cache and thermal drift hit both alike, and in alternating order: on
+        # this kind of machine the upload that comes right after the other server's one can
+        # be markedly slower (seen for ours after Node's), which would bias a fixed order.
+        for run in range(args.runs):
+            if run % 2 == 0:
+                node_times.append(node.upload(compared, chunk))
             ours_times.append(ours.upload(compared, chunk))
             ours.reset()
+            if run % 2 == 1:
+                node_times.append(node.upload(compared, chunk))
         ours.stop()
         load_after = os.getloadavg()
         node_rss = peak_rss_mb(node.process.pid)
@@ -267,8 +273,12 @@ def main() -> int:
         print(f"  chipmunk (uvicorn, config.asgi)   {spread(ours_rates, '.0f')} MB/s")
         print(f"  @tus/server + @tus/file-store     {spread(node_rates, '.0f')} MB/s   (peak RSS {node_rss:.0f} MB)")
         print(f"  ratio chipmunk / node (per pair)  {spread(ratios, '.2f')}   (goal >= 0.8)")
-        print("  runs (MB/s, node / ours):         "
-              + "  ".join(f"{n:.0f}/{o:.0f}" for n, o in zip(node_rates, ours_rates)))
+        print("  runs (MB/s, node / ours; * ours first)   "
+              + "  ".join(f"{n:.0f}/{o:.0f}{'*' if run % 2 else ''}"
+                          for run, (n, o) in enumerate(zip(node_rates, ours_rates))))
+        for label, first in (("node first", 0), ("ours first", 1)):
+            if ratios[first::2]:
+                print(f"  ratio, pairs with {label}:        {spread(ratios[first::2], '.2f')}")
         print("  load average (1, 5, 15 min)      before {:.2f} {:.2f} {:.2f}, after {:.2f} {:.2f} {:.2f}".format(
             *load_before, *load_after))
         print("\npeak RSS of our uvicorn process (fresh server per size; goal: flat, < 200 MB):")
