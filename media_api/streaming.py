@@ -64,10 +64,25 @@ class ASGIBodyStream(io.RawIOBase):
 
         Waits for `size` bytes (or the end of the body), but no longer than GATHER_SECONDS
         once some are here."""
-        if self._pump is None:
-            asyncio.run_coroutine_threadsafe(self._start(), self._loop).result()
         if size is None or size < 0:
             size = 1 << 62
+        parts = self._take(size)
+        return parts[0] if len(parts) == 1 else b"".join(parts)
+
+    def readinto(self, target) -> int:
+        """As read, into `target`: the pieces are copied there, not joined into new bytes (a
+        caller that reuses its buffers allocates nothing per read)."""
+        view = memoryview(target).cast("B")
+        filled = 0
+        for part in self._take(len(view)):
+            view[filled:filled + len(part)] = part
+            filled += len(part)
+        return filled
+
+    def _take(self, size: int) -> list[bytes]:
+        """The next pieces of the body, `size` bytes at most, once they are here."""
+        if self._pump is None:
+            asyncio.run_coroutine_threadsafe(self._start(), self._loop).result()
         with self._lock:
             want = min(size, BUFFER_BYTES // 2)
             waited_since, seen, gather_until = time.monotonic(), self._buffered, None
@@ -91,7 +106,7 @@ class ASGIBodyStream(io.RawIOBase):
             if not self._buffered:
                 if self._state == "gone":
                     raise UnreadablePostError("the client went away in the middle of the body")
-                return b""
+                return []
             parts, taken = [], 0
             while self._chunks and taken < size:
                 chunk = self._chunks.popleft()
@@ -104,12 +119,7 @@ class ASGIBodyStream(io.RawIOBase):
             if self._full and self._buffered < BUFFER_BYTES // 2:
                 self._full = False
                 self._loop.call_soon_threadsafe(self._room.set)
-        return parts[0] if len(parts) == 1 else b"".join(parts)
-
-    def readinto(self, target) -> int:
-        data = self.read(len(target))
-        target[: len(data)] = data
-        return len(data)
+        return parts
 
     async def _start(self) -> None:
         if self._pump is None:
@@ -162,6 +172,13 @@ class ASGIBodyStream(io.RawIOBase):
         if self._state == "gone":
             await asyncio.Event().wait()
         return await self._receive()
+
+
+def body_of(request):
+    """What a view reads an upload body from: our stream under ASGI (it can fill the caller's
+    buffers), else the Django request itself."""
+    stream = getattr(request, "_stream", None)
+    return stream if isinstance(stream, ASGIBodyStream) else request
 
 
 class StreamingUploadASGIHandler(ASGIHandler):

@@ -44,6 +44,9 @@ READ_CHUNK = 1024 * 1024
 # the view thread and a hand-off to the hash thread, so fewer of them leave more of the two
 # cores to receiving, hashing and writing.
 BODY_CHUNK = 4 * 1024 * 1024
+# Buffers a PATCH reads into in turn (when its stream can fill them): one being filled, the
+# others written and waiting for the hash thread.
+BODY_BUFFERS = 3
 LEASE_SECONDS = 120
 # A writer renews its lease this often and stops writing well before it could lapse, so
 # clocks of different servers may disagree by up to LEASE_MARGIN without harm.
@@ -113,6 +116,12 @@ class Hashing:
         self.pending.append((self.pool.submit(self._update, chunk), len(chunk)))
         self.backlog += len(chunk)
         while self.backlog > HASH_BACKLOG_BYTES:
+            self._wait_oldest()
+
+    def settle(self, pending: int) -> None:
+        """Wait until at most `pending` chunks are still to be hashed (the others are done, so
+        their buffers may be filled again)."""
+        while len(self.pending) > pending:
             self._wait_oldest()
 
     def _wait_oldest(self) -> None:
