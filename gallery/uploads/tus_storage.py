@@ -44,6 +44,10 @@ READ_CHUNK = 1024 * 1024
 # the view thread and a hand-off to the hash thread, so fewer of them leave more of the two
 # cores to receiving, hashing and writing.
 BODY_CHUNK = 4 * 1024 * 1024
+# Writes to the part file are this large at most: measured on a 2-core VM, 4 MiB writes into
+# the page cache cost up to 5x the kernel time of 1 MiB ones on memory the process had not
+# written to yet (a fresh server's first upload, or one right after another process's).
+WRITE_CHUNK = 1024 * 1024
 # Buffers a PATCH reads into in turn (when its stream can fill them): one being filled, the
 # others written and waiting for the hash thread.
 BODY_BUFFERS = 3
@@ -185,7 +189,9 @@ class LocalSink:
 
     def write(self, data: bytes) -> None:
         self.lease.check()
-        self.file.write(data)
+        view = memoryview(data)
+        for start in range(0, len(view), WRITE_CHUNK):
+            self.file.write(view[start:start + WRITE_CHUNK])
         self.unflushed += len(data)
         if self.unflushed >= FLUSH_EVERY and (self.flushing is None or self.flushing.done()):
             self.file.flush()
