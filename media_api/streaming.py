@@ -30,10 +30,6 @@ STREAMED_METHODS = {"PATCH", "POST"}
 RECEIVE_TIMEOUT_SECONDS = 60
 # Received bytes held for the view at most (per request).
 BUFFER_BYTES = 8 * 1024 * 1024
-# A read waits this long for the size it asked for once some bytes are here: the event loop
-# wakes the view once per read instead of once per piece the server received (~200 KiB),
-# and a slow client's bytes still reach the view (and renew its lease) at once.
-GATHER_SECONDS = 0.05
 
 _body: contextvars.ContextVar[ASGIBodyStream | None] = contextvars.ContextVar("chipmunk_body", default=None)
 _body_limit: contextvars.ContextVar[int | None] = contextvars.ContextVar("chipmunk_body_limit", default=None)
@@ -49,7 +45,7 @@ class ASGIBodyStream(io.RawIOBase):
         self._buffered = 0
         self._lock = threading.Condition()
         self._state = "open"  # open, done (all received), gone (the client left)
-        self._wanted = 0  # what a waiting read needs before it is woken (0: nobody waits)
+        self._waiting = False  # a read waits for bytes: the event loop wakes it
         self._full = False  # the event loop stopped receiving until the view catches up
         self._room = asyncio.Event()
         self._room.set()
@@ -60,10 +56,7 @@ class ASGIBodyStream(io.RawIOBase):
         return True
 
     def read(self, size: int = -1) -> bytes:
-        """Up to `size` bytes (at least one unless the body is over); blocks while none are here.
-
-        Waits for `size` bytes (or the end of the body), but no longer than GATHER_SECONDS
-        once some are here."""
+        """Up to `size` bytes (at least one unless the body is over); blocks while none are here."""
         if size is None or size < 0:
             size = 1 << 62
         parts = self._take(size)
@@ -84,25 +77,15 @@ class ASGIBodyStream(io.RawIOBase):
         if self._pump is None:
             asyncio.run_coroutine_threadsafe(self._start(), self._loop).result()
         with self._lock:
-            want = min(size, BUFFER_BYTES // 2)
-            waited_since, seen, gather_until = time.monotonic(), self._buffered, None
-            while self._buffered < want and self._state == "open":
-                now = time.monotonic()
-                if self._buffered != seen:
-                    waited_since, seen = now, self._buffered
-                elif now - waited_since > RECEIVE_TIMEOUT_SECONDS:
+            waited_since = time.monotonic()
+            while not self._buffered and self._state == "open":
+                if time.monotonic() - waited_since > RECEIVE_TIMEOUT_SECONDS:
                     self._state = "gone"
                     self._loop.call_soon_threadsafe(self._stop)
                     break
-                if self._buffered:  # woken by the first bytes: gather more for a moment
-                    gather_until = gather_until or now + GATHER_SECONDS
-                    if now >= gather_until:
-                        break
-                    self._wanted, timeout = want, gather_until - now
-                else:
-                    self._wanted, timeout = 1, 1
-                self._lock.wait(timeout=timeout)
-                self._wanted = 0
+                self._waiting = True
+                self._lock.wait(timeout=1)
+                self._waiting = False
             if not self._buffered:
                 if self._state == "gone":
                     raise UnreadablePostError("the client went away in the middle of the body")
@@ -148,7 +131,7 @@ class ASGIBodyStream(io.RawIOBase):
                         elif self._buffered >= BUFFER_BYTES:
                             self._full = True
                             self._room.clear()
-                    if self._wanted and (self._buffered >= self._wanted or self._state != "open"):
+                    if self._waiting:
                         self._lock.notify_all()
                     if self._state != "open":
                         break
