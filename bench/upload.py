@@ -2,7 +2,8 @@
 
 Run from the project root:  .venv/bin/python bench/upload.py [--gib 1] [--rss-gib 1,4] [--chunk-mib 0]
 
-- Chipmunk: uvicorn running config.asgi in a subprocess with a throw-away CHIPMUNK_DATA_DIR
+- Chipmunk: uvicorn running config.asgi with the options of `manage.py run` (config.server,
+  whose HTTP protocol class is ours), in a subprocess with a throw-away CHIPMUNK_DATA_DIR
   (SQLite, local disk, jobs queued but no worker), a user and an API key made with the
   manage.py commands.
 - Reference: @tus/server with @tus/file-store (npm, installed once into bench/.work/node,
@@ -10,6 +11,10 @@ Run from the project root:  .venv/bin/python bench/upload.py [--gib 1] [--rss-gi
 - The same minimal client (http.client, 1 MiB writes) sends the same file to both, one
   PATCH per --chunk-mib (0: the whole file in one PATCH). Timing covers creation to the
   final response, which on our side includes the SHA-256 and recording the media.
+- Throughput: --runs (at least 3) interleaved pairs on the same servers, node first in even
+  pairs and ours first in odd ones, printed as median [min-max] MB/s of each server and of
+  the per-pair ratio (ours / node of the same pair, also by order), never the best run
+  alone. The load average is printed with it: a busy machine slows both, but not alike.
 - Peak RSS of our uvicorn process (VmHWM in /proc/<pid>/status) is measured on a fresh
   server for each size in --rss-gib: it should stay flat, well under 200 MB.
 
@@ -24,6 +29,7 @@ import os
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -97,6 +103,12 @@ def make_file(path: Path, size: int) -> None:
             index += 1
 
 
+def spread(values: list[float], fmt: str) -> str:
+    """`median [min-max]` of a few measurements."""
+    return (f"{format(statistics.median(values), fmt)} "
+            f"[{format(min(values), fmt)}-{format(max(values), fmt)}]")
+
+
 # --- The client ----------------------------------------------------------------------
 def tus_upload(create_url: str, path: Path, headers: dict[str, str], chunk: int) -> float:
     """Create and send `path`; returns the seconds from creation to the last response."""
@@ -162,9 +174,12 @@ class Chipmunk:
 
     def start(self) -> None:
         self.port = free_port()
-        self.process = subprocess.Popen(
-            [str(PYTHON), "-m", "uvicorn", "config.asgi:application", "--host", "127.0.0.1", "--port",
-             str(self.port), "--log-level", "warning", "--no-access-log"], cwd=ROOT, env=self.env)
+        # As `manage.py run` serves (without its job worker), quieter.
+        code = ("import django, uvicorn; django.setup(); from config.server import uvicorn_options; "
+                f"uvicorn.run('config.asgi:application', **{{**uvicorn_options(host='127.0.0.1', port={self.port}), "
+                "'log_level': 'warning', 'access_log': False})")
+        self.process = subprocess.Popen([str(PYTHON), "-c", code], cwd=ROOT,
+                                        env={**self.env, "DJANGO_SETTINGS_MODULE": "config.settings"})
         wait_for_port(self.port, self.process)
 
     def upload(self, path: Path, chunk: int) -> float:
@@ -216,8 +231,10 @@ def main() -> int:
     parser.add_argument("--gib", type=float, default=1.0, help="size of the throughput comparison")
     parser.add_argument("--rss-gib", default="1,4", help="sizes whose peak RSS is measured (fresh server each)")
     parser.add_argument("--chunk-mib", type=int, default=0, help="PATCH size; 0 sends the file in one PATCH")
-    parser.add_argument("--runs", type=int, default=2, help="throughput runs per server (best is kept)")
+    parser.add_argument("--runs", type=int, default=3, help="interleaved throughput runs per server (3 or more)")
     args = parser.parse_args()
+    if args.runs < 3:
+        parser.error("--runs must be at least 3: a median and a range need them")
     WORK.mkdir(parents=True, exist_ok=True)
     chunk = args.chunk_mib * MiB
     sizes = sorted({int(float(g) * GiB) for g in args.rss_gib.split(",") if g} | {int(args.gib * GiB)})
@@ -229,23 +246,41 @@ def main() -> int:
         compared = files[int(args.gib * GiB)]
         ours, node = Chipmunk(), NodeReference()
         ours_times, node_times = [], []
+        load_before = os.getloadavg()
         ours.start()
-        for _ in range(args.runs):  # interleaved so cache and thermal drift hit both alike
-            node_times.append(node.upload(compared, chunk))
+        # Interleaved so cache and thermal drift hit both alike, and in alternating order: on
+        # this kind of machine the upload that comes right after the other server's one can
+        # be markedly slower (seen for ours after Node's), which would bias a fixed order.
+        for run in range(args.runs):
+            if run % 2 == 0:
+                node_times.append(node.upload(compared, chunk))
             ours_times.append(ours.upload(compared, chunk))
             ours.reset()
+            if run % 2 == 1:
+                node_times.append(node.upload(compared, chunk))
         ours.stop()
+        load_after = os.getloadavg()
         node_rss = peak_rss_mb(node.process.pid)
         node.close()
         node = None
         size_mb = compared.stat().st_size / 1e6
-        ours_rate, node_rate = size_mb / min(ours_times), size_mb / min(node_times)
+        ours_rates = [size_mb / t for t in ours_times]
+        node_rates = [size_mb / t for t in node_times]
+        ratios = [o / n for o, n in zip(ours_rates, node_rates)]
         print(f"\nupload of {compared.stat().st_size / GiB:g} GiB over loopback, "
-              f"{'one PATCH' if not chunk else f'{args.chunk_mib} MiB PATCHes'}, best of {args.runs}:")
-        print(f"  chipmunk (uvicorn, config.asgi)   {ours_rate:8.0f} MB/s   ({min(ours_times):.2f} s)")
-        print(f"  @tus/server + @tus/file-store     {node_rate:8.0f} MB/s   ({min(node_times):.2f} s, "
-              f"peak RSS {node_rss:.0f} MB)")
-        print(f"  ratio chipmunk / node             {ours_rate / node_rate:8.2f}   (goal >= 0.8)")
+              f"{'one PATCH' if not chunk else f'{args.chunk_mib} MiB PATCHes'}, {args.runs} interleaved runs, "
+              f"median [min-max]:")
+        print(f"  chipmunk (uvicorn, config.asgi)   {spread(ours_rates, '.0f')} MB/s")
+        print(f"  @tus/server + @tus/file-store     {spread(node_rates, '.0f')} MB/s   (peak RSS {node_rss:.0f} MB)")
+        print(f"  ratio chipmunk / node (per pair)  {spread(ratios, '.2f')}   (goal >= 0.8)")
+        print("  runs (MB/s, node / ours; * ours first)   "
+              + "  ".join(f"{n:.0f}/{o:.0f}{'*' if run % 2 else ''}"
+                          for run, (n, o) in enumerate(zip(node_rates, ours_rates))))
+        for label, first in (("node first", 0), ("ours first", 1)):
+            if ratios[first::2]:
+                print(f"  ratio, pairs with {label}:        {spread(ratios[first::2], '.2f')}")
+        print("  load average (1, 5, 15 min)      before {:.2f} {:.2f} {:.2f}, after {:.2f} {:.2f} {:.2f}".format(
+            *load_before, *load_after))
         print("\npeak RSS of our uvicorn process (fresh server per size; goal: flat, < 200 MB):")
         for size in sizes:
             if size / GiB not in {float(g) for g in args.rss_gib.split(",") if g}:

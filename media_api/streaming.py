@@ -45,6 +45,8 @@ class ASGIBodyStream(io.RawIOBase):
         self._buffered = 0
         self._lock = threading.Condition()
         self._state = "open"  # open, done (all received), gone (the client left)
+        self._waiting = False  # a read waits for bytes: the event loop wakes it
+        self._full = False  # the event loop stopped receiving until the view catches up
         self._room = asyncio.Event()
         self._room.set()
         self._finished = asyncio.Event()
@@ -55,10 +57,25 @@ class ASGIBodyStream(io.RawIOBase):
 
     def read(self, size: int = -1) -> bytes:
         """Up to `size` bytes (at least one unless the body is over); blocks while none are here."""
-        if self._pump is None:
-            asyncio.run_coroutine_threadsafe(self._start(), self._loop).result()
         if size is None or size < 0:
             size = 1 << 62
+        parts = self._take(size)
+        return parts[0] if len(parts) == 1 else b"".join(parts)
+
+    def readinto(self, target) -> int:
+        """As read, into `target`: the pieces are copied there, not joined into new bytes (a
+        caller that reuses its buffers allocates nothing per read)."""
+        view = memoryview(target).cast("B")
+        filled = 0
+        for part in self._take(len(view)):
+            view[filled:filled + len(part)] = part
+            filled += len(part)
+        return filled
+
+    def _take(self, size: int) -> list[bytes]:
+        """The next pieces of the body, `size` bytes at most, once they are here."""
+        if self._pump is None:
+            asyncio.run_coroutine_threadsafe(self._start(), self._loop).result()
         with self._lock:
             waited_since = time.monotonic()
             while not self._buffered and self._state == "open":
@@ -66,11 +83,13 @@ class ASGIBodyStream(io.RawIOBase):
                     self._state = "gone"
                     self._loop.call_soon_threadsafe(self._stop)
                     break
+                self._waiting = True
                 self._lock.wait(timeout=1)
+                self._waiting = False
             if not self._buffered:
                 if self._state == "gone":
                     raise UnreadablePostError("the client went away in the middle of the body")
-                return b""
+                return []
             parts, taken = [], 0
             while self._chunks and taken < size:
                 chunk = self._chunks.popleft()
@@ -80,14 +99,10 @@ class ASGIBodyStream(io.RawIOBase):
                 parts.append(chunk)
                 taken += len(chunk)
             self._buffered -= taken
-            if self._buffered < BUFFER_BYTES // 2:
+            if self._full and self._buffered < BUFFER_BYTES // 2:
+                self._full = False
                 self._loop.call_soon_threadsafe(self._room.set)
-        return parts[0] if len(parts) == 1 else b"".join(parts)
-
-    def readinto(self, target) -> int:
-        data = self.read(len(target))
-        target[: len(data)] = data
-        return len(data)
+        return parts
 
     async def _start(self) -> None:
         if self._pump is None:
@@ -114,8 +129,10 @@ class ASGIBodyStream(io.RawIOBase):
                         if not message.get("more_body", False):
                             self._state = "done"
                         elif self._buffered >= BUFFER_BYTES:
+                            self._full = True
                             self._room.clear()
-                    self._lock.notify_all()
+                    if self._waiting:
+                        self._lock.notify_all()
                     if self._state != "open":
                         break
         finally:
@@ -138,6 +155,13 @@ class ASGIBodyStream(io.RawIOBase):
         if self._state == "gone":
             await asyncio.Event().wait()
         return await self._receive()
+
+
+def body_of(request):
+    """What a view reads an upload body from: our stream under ASGI (it can fill the caller's
+    buffers), else the Django request itself."""
+    stream = getattr(request, "_stream", None)
+    return stream if isinstance(stream, ASGIBodyStream) else request
 
 
 class StreamingUploadASGIHandler(ASGIHandler):

@@ -12,7 +12,7 @@
 - Local disk: bytes are appended to a part file, which is first truncated to the stored
   offset (a PATCH that died half-way or a discarded chunk leaves nothing behind).
   Completion renames it to the original's key: no copy.
-- S3: a multipart upload to the original's key, parts of `part_size` or more. What is left
+- S3: a multipart upload to the original's key, parts of `part_size` (the last one less). What is left
   at the end of a PATCH (less than a part) is staged as an object of its own, the tail,
   which the next PATCH (on any process) reads back and puts in front of its bytes. A file
   that fits in one part never starts a multipart upload: it is one PutObject.
@@ -76,8 +76,9 @@ from gallery.uploads.lifecycle import (
     uploads_prefix,
 )
 from gallery.uploads.tus_storage import (
+    BODY_BUFFERS,
+    BODY_CHUNK,
     LEASE_SECONDS,
-    READ_CHUNK,
     Hashing,
     Lease,
     LocalSink,
@@ -210,10 +211,20 @@ def _receive(*, row: Upload, lease: Lease, stream: IO[bytes] | None, hasher, che
     room = row.length - row.offset
     received, cut_short = 0, False
     hashing = Hashing([hasher, verifier])
+    # A stream that fills buffers (media_api.streaming's) gets a few, reused in turn: reading
+    # allocates nothing, and a buffer is filled again only once its bytes are hashed.
+    buffers = [bytearray(BODY_CHUNK) for _ in range(BODY_BUFFERS)] if hasattr(stream, "readinto") else None
     try:
         while stream is not None:
+            wanted = min(BODY_CHUNK, room - received + 1)
             try:
-                chunk = stream.read(min(READ_CHUNK, room - received + 1))
+                if buffers is not None:
+                    hashing.settle(BODY_BUFFERS - 1)
+                    buffer = buffers[0]
+                    buffers.append(buffers.pop(0))
+                    chunk = memoryview(buffer)[:stream.readinto(memoryview(buffer)[:wanted])]
+                else:
+                    chunk = stream.read(wanted)
             except OSError:  # the client went away (UnreadablePostError, a reset socket)
                 cut_short = True
                 break

@@ -38,6 +38,7 @@ from gallery.uploads.vault import is_vault
 from gallery.vault import keys
 from media_api.auth import HasScope
 from media_api.schema import TUS_RESUMABLE
+from media_api.streaming import body_of
 from media_api.views.vault import require_unlocked
 
 log = logging.getLogger(__name__)
@@ -265,7 +266,7 @@ class UploadCollection(TusView):
         if has_body(request):
             if request._request.content_type != OFFSET_OCTET_STREAM:
                 raise UnsupportedMediaType(f"a creation body must be {OFFSET_OCTET_STREAM}")
-            stream, checksum, declared = request._request, parse_checksum(request), content_length(request)
+            stream, checksum, declared = body_of(request._request), parse_checksum(request), content_length(request)
         result = tus.upload_create(
             owner=request.user, length=length, filename=filename, filetype=filetype, album=album, metadata=metadata,
             stream=stream, checksum=checksum, declared_length=declared, concat=concat, vault=vault,
@@ -312,7 +313,7 @@ class UploadResource(TusView):
             raise UnsupportedMediaType(f"PATCH bodies must be {OFFSET_OCTET_STREAM}")
         offset = header_int(request, "Upload-Offset", required=True)
         vault = require_unlocked(request) if is_vault(upload) else None
-        result = tus.upload_append(upload=upload, offset=offset, stream=request._request,
+        result = tus.upload_append(upload=upload, offset=offset, stream=body_of(request._request),
                                    checksum=parse_checksum(request), declared_length=content_length(request),
                                    vault=vault)
         return Response(status=status.HTTP_204_NO_CONTENT,

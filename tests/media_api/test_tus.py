@@ -525,6 +525,65 @@ async def test_asgi_streams_the_body_and_keeps_what_arrived_before_a_disconnect(
     await sync_to_async(lambda: connection.close())()  # the connection of that helper thread
 
 
+@pytest.fixture
+def loop_thread():
+    """An event loop running in a thread of its own, as uvicorn's runs beside the view's."""
+    import asyncio
+
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    yield loop
+    loop.call_soon_threadsafe(loop.stop)
+    thread.join(timeout=5)
+    loop.close()
+
+
+def test_the_body_stream_holds_at_most_its_buffer_and_keeps_the_order(loop_thread):
+    from media_api.streaming import BUFFER_BYTES, ASGIBodyStream
+
+    pieces = [os.urandom(MiB // 2 + i) for i in range(3 * BUFFER_BYTES // MiB)]
+    handed = []
+
+    async def receive():
+        handed.append(len(handed))
+        return {"type": "http.request", "body": pieces[len(handed) - 1], "more_body": len(handed) < len(pieces)}
+
+    stream = ASGIBodyStream(receive, loop_thread)
+    got = [stream.read(1)]  # starts receiving
+    time.sleep(0.3)
+    # Receiving stopped once the buffer was full (at most one piece past it), until the view reads.
+    assert sum(len(p) for p in pieces[:len(handed) - 1]) < BUFFER_BYTES < sum(len(p) for p in pieces)
+    while chunk := stream.read(4 * MiB):
+        assert len(chunk) <= 4 * MiB
+        got.append(chunk)
+    assert b"".join(got) == b"".join(pieces) and len(handed) == len(pieces)
+
+
+def test_a_body_stream_read_hands_on_what_a_slow_client_sent(loop_thread):
+    """A read asks for more than a slow client sends in a while: it gets what is here at once
+    (the view writes it and renews its lease), not once the size is reached."""
+    import asyncio
+
+    from media_api.streaming import ASGIBodyStream
+
+    messages = [{"type": "http.request", "body": b"a" * 1000, "more_body": True},
+                {"type": "http.request", "body": b"b" * 500, "more_body": True},
+                {"type": "http.request", "body": b"", "more_body": False}]
+
+    async def receive():
+        if len(messages) < 3:
+            await asyncio.sleep(1)
+        return messages.pop(0)
+
+    stream = ASGIBodyStream(receive, loop_thread)
+    started = time.monotonic()
+    assert stream.read(4 * MiB) == b"a" * 1000
+    assert time.monotonic() - started < 0.5
+    assert stream.read(4 * MiB) == b"b" * 500  # after the client's second
+    assert stream.read(4 * MiB) == b""
+
+
 def test_the_timeline_page_loads_the_tus_uploader_and_keeps_the_plain_form(client, alice):
     from django.conf import settings
 
