@@ -4,6 +4,7 @@ request bodies reach the app whole and in order however the socket reads cut the
 from __future__ import annotations
 
 import hashlib
+import json
 import http.client
 import os
 import select
@@ -108,18 +109,16 @@ def server_key(server_env):
     return created.stdout.strip().splitlines()[-1]
 
 
-def test_a_tus_body_cut_into_uneven_pieces_arrives_whole(server, server_key):
-    """The protocol hands body pieces on without copying them while the app keeps up, and
-    joins them when it falls behind (a pause mid-body lets pieces pile up): either way the
-    stored bytes and the SHA-256 computed while they arrived are the file's."""
-    data = os.urandom(24 * MiB + 12_345)
-    auth = {"Authorization": f"Bearer {server_key}", "Tus-Resumable": "1.0.0"}
-    conn = http.client.HTTPConnection("127.0.0.1", server, timeout=30)
+def tus_in_pieces(port: int, auth: dict[str, str], data: bytes, metadata: str) -> tuple[http.client.HTTPConnection,
+                                                                                         http.client.HTTPResponse]:
+    """A tus upload of `data` in one PATCH whose body goes out in uneven pieces with pauses:
+    the open connection and the PATCH's answer (read)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     conn.request("POST", "/api/v1/uploads/", headers={**auth, "Upload-Length": str(len(data)),
-                                                      "Upload-Metadata": "filename cGllY2VzLmJpbg=="})
+                                                      "Upload-Metadata": metadata})
     created = conn.getresponse()
     created.read()
-    assert created.status == 201
+    assert created.status == 201, created.status
     location = created.getheader("Location")
     conn.putrequest("PATCH", location[location.index("/api/"):])
     for name, value in {**auth, "Upload-Offset": "0", "Content-Type": "application/offset+octet-stream",
@@ -136,9 +135,48 @@ def test_a_tus_body_cut_into_uneven_pieces_arrives_whole(server, server_key):
     answer.read()
     assert answer.status == 204, answer.status
     assert answer.getheader("Upload-Offset") == str(len(data))
+    return conn, answer
+
+
+def test_a_tus_body_cut_into_uneven_pieces_arrives_whole(server, server_key):
+    """The protocol hands body pieces on without copying them while the app keeps up, and
+    joins them when it falls behind (a pause mid-body lets pieces pile up): either way the
+    stored bytes and the SHA-256 computed while they arrived are the file's."""
+    data = os.urandom(24 * MiB + 12_345)
+    auth = {"Authorization": f"Bearer {server_key}", "Tus-Resumable": "1.0.0"}
+    conn, answer = tus_in_pieces(server, auth, data, "filename cGllY2VzLmJpbg==")
     conn.request("GET", f"/api/v1/media/{answer.getheader('Media-Id')}/", headers=auth)
     media = conn.getresponse()
     body = media.read()
     assert media.status == 200, body[:200]
     assert hashlib.sha256(data).hexdigest().encode() in body
     conn.close()
+
+
+def test_a_vault_tus_body_in_uneven_pieces_is_encrypted_whole(server, server_key, server_env):
+    """The same body into the vault: each piece, read into the view's reused buffers, is
+    encrypted at its offset as it arrives; what the owner downloads is the file, and no part
+    file or blob on disk holds a slice of it in the clear."""
+    data = os.urandom(12 * MiB + 777)
+    auth = {"Authorization": f"Bearer {server_key}", "Tus-Resumable": "1.0.0"}
+    conn = http.client.HTTPConnection("127.0.0.1", server, timeout=60)
+    for path in ("/api/v1/vault/setup", "/api/v1/vault/unlock"):
+        conn.request("POST", path, body=json.dumps({"passphrase": "server vault passphrase"}),
+                     headers={**auth, "Content-Type": "application/json"})
+        reply = conn.getresponse()
+        assert reply.status in (200, 201), (path, reply.status, reply.read()[:200])
+        reply.read()
+    conn.close()
+    conn, answer = tus_in_pieces(server, auth, data, "filename c2VjcmV0LmJpbg==,vault dHJ1ZQ==")
+    conn.request("GET", f"/api/v1/vault/media/{answer.getheader('Media-Id')}/", headers=auth)
+    media = conn.getresponse()
+    item = json.loads(media.read())
+    assert media.status == 200 and item["name"] == "secret.bin", item
+    conn.request("GET", item["original_url"], headers=auth)
+    original = conn.getresponse()
+    assert original.status == 200 and original.read() == data
+    conn.close()
+    probe = data[5 * MiB:5 * MiB + 64]
+    for path in Path(server_env["CHIPMUNK_DATA_DIR"]).rglob("*"):
+        if path.is_file() and path.stat().st_size < 64 * MiB:
+            assert probe not in path.read_bytes(), path
