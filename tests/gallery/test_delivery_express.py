@@ -25,6 +25,7 @@ from gallery.services.accounts import apikey_create, apikey_revoke
 from gallery.services.media import media_delete, media_rotate_token
 from gallery.storage import media_storage
 from tests.conftest import free_port, wait_for_port
+from tests.gallery.conftest import door_fixtures
 from tests.gallery.test_delivery_fast import photo  # noqa: F401  (the fixture)
 from tests.gallery.test_worker import ROOT, database_url
 
@@ -74,21 +75,7 @@ def spied(door: fast.DeliveryApp) -> fast.DeliveryApp:
     return door
 
 
-@pytest.fixture
-def app():
-    """The lean door with its express lane (on SQLite: on the event loop), spied on."""
-    door = spied(fast.DeliveryApp(threads=2))
-    yield door
-    door.pool.shutdown()
-
-
-@pytest.fixture
-def threaded_app(settings):
-    """The same with the lane always in a delivery thread (PostgreSQL's way)."""
-    settings.DELIVERY_INLINE = False
-    door = spied(fast.DeliveryApp(threads=2))
-    yield door
-    door.pool.shutdown()
+app, threaded_app = door_fixtures(spied)
 
 
 def session_of(user: User, password: str) -> dict[str, str]:
@@ -187,15 +174,21 @@ def _set_password(user: User) -> None:
     user.save()
 
 
+def both_credentials(user: User) -> tuple[Client, ApiKey, dict[str, dict[str, str]]]:
+    """alice logged in (her client) and a new API key of hers (recorded as just used): the
+    headers of each, by name, for the tests that end access with one change or another."""
+    client = Client()
+    assert client.login(username=user.username, password="alice-password")
+    key, raw = apikey_create(user=user, name="k", scopes=["media.read"])
+    ApiKey.objects.filter(pk=key.pk).update(last_used_at=timezone.now())
+    return client, key, {"session": {"cookie": f"sessionid={client.cookies['sessionid'].value}"},
+                         "api key": {"authorization": f"Bearer {raw}"}}
+
+
 @pytest.mark.parametrize("change", CHANGES)
 def test_every_change_ends_access_with_the_next_request(change, alice, photo, app):  # noqa: F811
     path = f"/m/{photo.token}/3s/"
-    client = Client()
-    assert client.login(username="alice", password="alice-password")
-    key, raw = apikey_create(user=alice, name="k", scopes=["media.read"])
-    ApiKey.objects.filter(pk=key.pk).update(last_used_at=timezone.now())
-    credentials = {"session": {"cookie": f"sessionid={client.cookies['sessionid'].value}"},
-                   "api key": {"authorization": f"Bearer {raw}"}}
+    client, key, credentials = both_credentials(alice)
     for who, headers in credentials.items():
         assert served_by_the_lane(app, path, headers), who
     act, ended = CHANGES[change]

@@ -19,6 +19,7 @@ from gallery.models import Media
 from gallery.services.accounts import apikey_create, apikey_revoke
 from gallery.services.media import media_rotate_token
 from tests.conftest import api_client
+from tests.gallery.conftest import loop_door
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -125,12 +126,8 @@ async def test_on_sqlite_the_lane_runs_on_the_event_loop_with_no_hop_and_two_rea
 
     key, raw = await sync_to_async(apikey_create)(user=alice, name="k", scopes=["media.read"])
     await sync_to_async(ApiKey.objects.filter(pk=key.pk).update)(last_used_at=timezone.now())
-    app = fast.DeliveryApp(threads=1)
-    if not app.express.inline:
-        pytest.skip("the event loop's own connection is for SQLite")
-    submitted, queries = [], []
-    real_submit = app.pool.submit
-    app.pool.submit = lambda *a, **k: submitted.append(a[0]) or real_submit(*a, **k)
+    app, submitted = loop_door()
+    queries = []
     path, headers = f"/m/{photo.token}/3s/", {"authorization": f"Bearer {raw}"}
     try:
         assert (await asgi_get(app, path, headers))[0] == 200  # the first compiles the queries, in a thread

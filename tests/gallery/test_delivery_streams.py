@@ -13,17 +13,16 @@ import time
 import pytest
 from django.db.models import F
 from django.test import Client
-from django.utils import timezone
 from django.utils.http import http_date
 
 from gallery.delivery import fast, streams
 from gallery.delivery import views as delivery
-from gallery.models import ApiKey, Media, User
-from gallery.services.accounts import apikey_create
+from gallery.models import Media, User
 from gallery.services.media import usage_add
 from gallery.storage import media_storage
+from tests.gallery.conftest import door_fixtures, loop_door
 from tests.gallery.test_delivery import make_media, make_variant
-from tests.gallery.test_delivery_express import CHANGES, key_of, session_of
+from tests.gallery.test_delivery_express import CHANGES, both_credentials, key_of, session_of
 from tests.vault_support import vault_open_for, vault_settings  # noqa: F401  (the fixture)
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -78,20 +77,7 @@ def spied(door: fast.DeliveryApp) -> fast.DeliveryApp:
     return door
 
 
-@pytest.fixture
-def app():
-    door = spied(fast.DeliveryApp(threads=2))
-    yield door
-    door.pool.shutdown()
-
-
-@pytest.fixture
-def threaded_app(settings):
-    """The lane always decides in a delivery thread (PostgreSQL's way)."""
-    settings.DELIVERY_INLINE = False
-    door = spied(fast.DeliveryApp(threads=2))
-    yield door
-    door.pool.shutdown()
+app, threaded_app = door_fixtures(spied)
 
 
 @pytest.fixture
@@ -187,12 +173,8 @@ def test_what_the_lane_leaves_to_the_lean_door(alice, charlie, clip, app, lean):
 
 
 def test_the_lane_on_sqlite_decides_on_the_event_loop_with_two_reads(alice, clip):
-    door = fast.DeliveryApp(threads=1)
-    if not door.express.inline:
-        pytest.skip("the event loop's own connection is for SQLite")
-    submitted, queries = [], []
-    real_submit = door.pool.submit
-    door.pool.submit = lambda *a, **k: submitted.append(a[0]) or real_submit(*a, **k)
+    door, submitted = loop_door()
+    queries = []
     key = key_of(alice)
     try:
         path = f"/m/{clip.token}/0/"
@@ -231,12 +213,7 @@ def test_a_file_shorter_than_recorded_drops_the_connection(alice, clip, app):
 
 @pytest.mark.parametrize("change", CHANGES)
 def test_every_change_ends_access_with_the_next_request(change, alice, clip, app):
-    client = Client()
-    assert client.login(username="alice", password="alice-password")
-    key, raw = apikey_create(user=alice, name="k", scopes=["media.read"])
-    ApiKey.objects.filter(pk=key.pk).update(last_used_at=timezone.now())
-    credentials = {"session": {"cookie": f"sessionid={client.cookies['sessionid'].value}"},
-                   "api key": {"authorization": f"Bearer {raw}"}}
+    client, key, credentials = both_credentials(alice)
     path = f"/m/{clip.token}/0/"
     for headers in credentials.values():
         assert call(app, path, {**headers, "range": "bytes=0-9"})[0] == 206
