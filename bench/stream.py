@@ -319,7 +319,7 @@ def main() -> None:
                 whole["ours"].append(curl_whole(f"http://127.0.0.1:{ours_port}{ours_path}", auth, GIB))
             for who, runs in whole.items():
                 results[f"{who} whole"] = (statistics.median(r[0] for r in runs), statistics.median(r[1] for r in runs))
-            # Taking turns by blocks of 20 ranges, so all see the same load.
+            # Taking turns request by request, so all see the same load and the same machine state.
             turns = [(nginx_port, nginx_path, {}, reference), (ours_port, ours_path, auth, reference)]
             if accel:
                 turns.append((floor_port, ours_path, auth, reference))
