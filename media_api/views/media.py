@@ -199,6 +199,7 @@ def as_rows(queryset: QuerySet, *, through: str = "") -> QuerySet:
 
 
 # The list's filters (MediaListQuerySerializer's), as the (field, value) pairs the list filters on.
+LIST_FILTER_PARAMS = tuple(MediaListQuerySerializer().fields)
 def list_filters(validated: dict) -> list[tuple[str, object]]:
     found = []
     if sha := validated.get("sha256"):
@@ -388,7 +389,12 @@ class MediaViewSet(WithRelations, mixins.ListModelMixin, mixins.RetrieveModelMix
     def _list_query(self) -> dict:
         """The list's validated query parameters (MediaListQuerySerializer; 400 otherwise)."""
         if not hasattr(self, "filters"):
-            query = MediaListQuerySerializer(data=self.request.query_params)
+            params = self.request.query_params
+            if not any(name in params for name in LIST_FILTER_PARAMS):
+                # No filter asked: nothing to validate (a page, a cursor: the paginator's).
+                self.filters = {}
+                return self.filters
+            query = MediaListQuerySerializer(data=params)
             query.is_valid(raise_exception=True)
             self.filters = query.validated_data
         return self.filters
