@@ -198,8 +198,11 @@ def as_rows(queryset: QuerySet, *, through: str = "") -> QuerySet:
     return rows
 
 
-# The list's filters (MediaListQuerySerializer's), as the (field, value) pairs the list filters on.
+# The query parameters that filter the list (MediaListQuerySerializer's fields).
 LIST_FILTER_PARAMS = tuple(MediaListQuerySerializer().fields)
+
+
+# The list's filters (MediaListQuerySerializer's), as the (field, value) pairs the list filters on.
 def list_filters(validated: dict) -> list[tuple[str, object]]:
     found = []
     if sha := validated.get("sha256"):
