@@ -106,14 +106,19 @@ def process(args: list[str], *, env: dict | None = None, port: int, cwd: Path = 
             os.killpg(proc.pid, signal.SIGKILL)
 
 
-def uvicorn(env: dict, port: int, app: str = "config.asgi:application"):
-    """`app` served as `manage.py run` serves Chipmunk (config.server's options), quieter; an app
-    of bench/ is found there (only then: bench/search.py would hide the search package)."""
+def serve_command(port: int, app: str = "config.asgi:application") -> list[str]:
+    """The command serving `app` as `manage.py run` serves Chipmunk (config.server's options),
+    quieter, on 127.0.0.1:`port` (run it from ROOT with DJANGO_SETTINGS_MODULE set); an app of
+    bench/ is found there (only then: bench/search.py would hide the search package)."""
     where = "" if app.startswith("config.") else f"'app_dir': {str(ROOT / 'bench')!r}, "
     code = ("import uvicorn; from config.server import uvicorn_options; "
             f"uvicorn.run({app!r}, **{{**uvicorn_options(host='127.0.0.1', port={port}), "
             f"{where}'log_level': 'warning', 'access_log': False}})")
-    return process([PYTHON, "-c", code], env={**env, "DJANGO_SETTINGS_MODULE": "config.settings"}, port=port)
+    return [str(PYTHON), "-c", code]
+
+
+def uvicorn(env: dict, port: int, app: str = "config.asgi:application"):
+    return process(serve_command(port, app), env={**env, "DJANGO_SETTINGS_MODULE": "config.settings"}, port=port)
 
 
 def deploy_server(port: int, upstream: int, root: Path, name: str = "chipmunk_web") -> str:

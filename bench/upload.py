@@ -38,6 +38,8 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "bench"))
+from stream import serve_command  # noqa: E402 (bench/stream.py: how the benches serve Chipmunk)
 WORK = ROOT / "bench" / ".work"
 NODE_DIR = WORK / "node"
 NODE_PACKAGES = ["@tus/server@2.4.5", "@tus/file-store@2.1.1"]
@@ -175,10 +177,7 @@ class Chipmunk:
     def start(self) -> None:
         self.port = free_port()
         # As `manage.py run` serves (without its job worker), quieter.
-        code = ("import django, uvicorn; django.setup(); from config.server import uvicorn_options; "
-                f"uvicorn.run('config.asgi:application', **{{**uvicorn_options(host='127.0.0.1', port={self.port}), "
-                "'log_level': 'warning', 'access_log': False})")
-        self.process = subprocess.Popen([str(PYTHON), "-c", code], cwd=ROOT,
+        self.process = subprocess.Popen(serve_command(self.port), cwd=ROOT,
                                         env={**self.env, "DJANGO_SETTINGS_MODULE": "config.settings"})
         wait_for_port(self.port, self.process)
 
@@ -283,7 +282,7 @@ def main() -> int:
             *load_before, *load_after))
         print("\npeak RSS of our uvicorn process (fresh server per size; goal: flat, < 200 MB):")
         for size in sizes:
-            if size / GiB not in {float(g) for g in args.rss_gib.split(",") if g}:
+            if size not in {int(float(g) * GiB) for g in args.rss_gib.split(",") if g}:  # bytes, as `sizes`
                 continue
             ours.start()
             idle = peak_rss_mb(ours.process.pid)
